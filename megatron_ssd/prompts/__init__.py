@@ -1,0 +1,1 @@
+"""Prompt sources, dedup, contamination check and split (the `prompts` stage)."""
