@@ -1,0 +1,337 @@
+"""Run model-written programs: one sandboxed process tree per sample, many samples in parallel.
+
+`run_jobs(jobs, cfg)` executes `SandboxJob`s (built by `megatron_ssd.evaluation.programs`) with `cfg.workers`
+threads, each driving one sandbox at a time, and returns one `Verdict` per job (outcomes: `judge.py`).
+
+One run, step by step:
+1. The job (program, tests, test inputs, limits; never the expected outputs of stdin/functional problems) goes into
+   an unlinked temporary file whose descriptor is inherited; a fresh random nonce goes into a pipe; a third pipe
+   carries the harness's result records back. The outer process runs as uid/gid 65534 when we are root.
+2. The sandbox (`isolation.py`) starts ``/usr/bin/python3 -I -S -c <harness>``; the harness forks the child that runs
+   the candidate under rlimits (`harness.py`).
+3. This process reads stdout, stderr (both capped: anything beyond `outer_output_cap` is dropped, a flood kills
+   the sandbox) and the result records, feeding them to a `Judge`; it kills the whole process group once the
+   verdict is final (e.g. the first wrong answer), on the outer wall clock (`total_timeout + startup_slack_s`),
+   or on a flood. With bwrap, killing the outer process tears down the sandbox's pid namespace and with it every
+   process the program created; the fallback relies on the harness reaping them (it is a child subreaper).
+4. A sandbox that fails to start (no "ready" record, e.g. a transient EAGAIN from the process limit while another
+   sample's fork bomb is being killed) is retried with back-off.
+
+Residual risks, stated plainly: (a) in ``fallback-rlimits`` mode there is no filesystem/network/pid isolation, and
+processes that start a new session can outlive a killed harness; (b) humaneval/assert programs written against this
+harness could forge the in-process "tests completed" message (see `harness.py`); stdin/functional results cannot be
+forged because the expected outputs never enter the sandbox.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import selectors
+import signal
+import subprocess
+import tempfile
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from . import isolation as iso_mod
+from .judge import Judge, Verdict
+
+HARNESS_PATH = Path(__file__).with_name("harness.py")
+
+
+@dataclass
+class SandboxConfig:
+    """Limits and parallelism of the sandbox. Defaults follow `EvalConfig` (workers, timeout_s, memory_mb)."""
+
+    workers: int = 2
+    timeout_s: float = 10.0  # per test case (humaneval/assert: the whole check) wall-clock limit
+    max_total_timeout_s: float = 120.0  # cap on all cases of one sample together
+    memory_mb: int = 1024  # RLIMIT_AS of the process running the candidate
+    nproc: int = 32  # processes per sandbox (RLIMIT_NPROC inside its user namespace)
+    fsize_mb: int = 16  # RLIMIT_FSIZE: largest file the program may write
+    tmpfs_mb: int = 64  # size of the writable work dir (bwrap)
+    nofile: int = 256  # RLIMIT_NOFILE
+    output_limit_bytes: int = 8 << 20  # stdout per case (stdin problems: what is compared)
+    stderr_limit_bytes: int = 1 << 20
+    outer_output_cap: int = 1 << 20  # what the harness itself may print before the sandbox is killed
+    isolation: str = "auto"  # auto | bwrap | fallback
+    bwrap: str | None = None  # bubblewrap executable (default: from PATH)
+    python: str = "/usr/bin/python3"
+    uid: int = 65534
+    gid: int = 65534
+    startup_slack_s: float = 20.0  # added to the outer wall clock for sandbox start-up on a loaded machine
+    start_retries: int = 6  # back-off 0.25, 0.5, 1, 2, 4, 4 s: outlasts a fork bomb being torn down
+
+    @classmethod
+    def from_eval(cls, ecfg: Any, **overrides: Any) -> "SandboxConfig":
+        """Build from an `EvalConfig` (workers, timeout_s, memory_mb) plus explicit overrides."""
+        base = {"workers": ecfg.workers, "timeout_s": ecfg.timeout_s, "memory_mb": ecfg.memory_mb}
+        base.update(overrides)
+        return cls(**base)
+
+    def total_timeout(self, num_cases: int) -> float:
+        return min(self.max_total_timeout_s, self.timeout_s * max(1, num_cases)) if num_cases > 1 else self.timeout_s
+
+
+@dataclass
+class SandboxJob:
+    """One candidate program and its tests, in the form the harness reads."""
+
+    style: str  # humaneval | assert | functional | stdin
+    program: str
+    test_code: str = ""
+    entry_point: str = ""
+    cases: list[str] = field(default_factory=list)  # stdin text / JSON argument lines (inputs only)
+    expected: list[str] = field(default_factory=list)  # compared outside the sandbox; never sent in
+    use_solution_class: bool = False
+
+
+@dataclass
+class Execution:
+    """What came back from one sandbox run."""
+
+    verdict: Verdict
+    isolation: str
+    duration_s: float
+    attempts: int = 1
+    stdout: str = ""
+    stderr: str = ""
+    cpu_s: float | None = None  # CPU seconds inside the sandbox as the harness measured them (None: not reported)
+
+
+@lru_cache(maxsize=1)
+def harness_source() -> str:
+    return HARNESS_PATH.read_text(encoding="utf-8")
+
+
+def resolve_isolation(cfg: SandboxConfig) -> iso_mod.Isolation:
+    return iso_mod.detect(cfg.isolation, cfg.python, cfg.uid, cfg.gid, cfg.tmpfs_mb << 20, cfg.bwrap)
+
+
+def run_jobs(jobs: Iterable[SandboxJob], cfg: SandboxConfig,
+             progress: Callable[[int], None] | None = None) -> list[Execution]:
+    """Execute every job (in parallel over `cfg.workers` threads); results in input order."""
+    jobs = list(jobs)
+    isolation = resolve_isolation(cfg)
+    if not jobs:
+        return []
+
+    def one(job: SandboxJob) -> Execution:
+        result = run_job(job, cfg, isolation)
+        if progress is not None:
+            progress(1)
+        return result
+
+    with ThreadPoolExecutor(max_workers=max(1, cfg.workers), thread_name_prefix="sandbox") as pool:
+        return list(pool.map(one, jobs))
+
+
+def run_job(job: SandboxJob, cfg: SandboxConfig, isolation: iso_mod.Isolation | None = None) -> Execution:
+    """Execute one job, retrying only when the sandbox itself failed to start."""
+    isolation = isolation or resolve_isolation(cfg)
+    start = time.monotonic()
+    delay = 0.25
+    for attempt in range(1, cfg.start_retries + 2):
+        result = _execute_once(job, cfg, isolation)
+        if not result.verdict.infra or attempt > cfg.start_retries:
+            result.attempts = attempt
+            result.duration_s = round(time.monotonic() - start, 4)
+            return result
+        time.sleep(delay)
+        delay = min(delay * 2, 4.0)
+    raise AssertionError("unreachable")
+
+
+def _job_payload(job: SandboxJob, cfg: SandboxConfig, isolation: iso_mod.Isolation) -> dict[str, Any]:
+    nproc = cfg.nproc if isolation.mode == iso_mod.BWRAP else cfg.nproc * max(1, cfg.workers) + 16
+    return {
+        "style": job.style, "program": job.program, "test_code": job.test_code, "entry_point": job.entry_point,
+        "cases": job.cases, "use_solution_class": job.use_solution_class, "isolation": isolation.mode,
+        "case_timeout_s": float(cfg.timeout_s), "total_timeout_s": float(cfg.total_timeout(len(job.cases))),
+        "memory_bytes": int(cfg.memory_mb) << 20, "nproc": int(nproc), "fsize_bytes": int(cfg.fsize_mb) << 20,
+        "nofile": int(cfg.nofile), "output_limit_bytes": int(cfg.output_limit_bytes),
+        "stderr_limit_bytes": int(cfg.stderr_limit_bytes),
+    }
+
+
+def _execute_once(job: SandboxJob, cfg: SandboxConfig, isolation: iso_mod.Isolation) -> Execution:
+    payload = _job_payload(job, cfg, isolation)
+    nonce = secrets.token_hex(16)
+    judge = Judge(job.style, list(job.expected), nonce, cfg.timeout_s)
+    job_file = tempfile.TemporaryFile()
+    nonce_r, nonce_w = os.pipe()
+    result_r, result_w = os.pipe()
+    workdir = None
+    start = time.monotonic()
+    try:
+        job_file.write(json.dumps(payload).encode("utf-8"))
+        job_file.flush()
+        job_file.seek(0)
+        os.write(nonce_w, nonce.encode("ascii"))
+        os.close(nonce_w)
+        nonce_w = -1
+        fds = (job_file.fileno(), nonce_r, result_r, result_w)
+        inner = [isolation.python, *iso_mod.PYTHON_FLAGS, "-c", harness_source(), str(fds[0]), str(nonce_r),
+                 str(result_w)]
+        popen_kw: dict[str, Any] = dict(stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        pass_fds=(fds[0], nonce_r, result_w), start_new_session=True,
+                                        **iso_mod.popen_identity(isolation))
+        if isolation.mode == iso_mod.BWRAP:
+            argv = iso_mod.launch_prefix(isolation) + iso_mod.bwrap_argv(isolation, cfg.tmpfs_mb << 20, inner)
+            popen_kw["env"] = {"PATH": "/usr/bin:/bin"}
+            popen_kw["cwd"] = "/"
+        else:
+            workdir = _fallback_workdir(isolation)
+            argv = iso_mod.launch_prefix(isolation) + inner
+            popen_kw["env"] = iso_mod.fallback_env(workdir)
+            popen_kw["cwd"] = workdir
+        try:
+            proc = subprocess.Popen(argv, **popen_kw)
+        except OSError as exc:
+            verdict = Verdict("crash", f"could not start the sandbox: {exc}", infra=True)
+            return Execution(verdict, isolation.mode, time.monotonic() - start)
+        finally:
+            os.close(result_w)
+            os.close(nonce_r)
+            job_file.close()
+        outer_deadline = start + payload["total_timeout_s"] + cfg.startup_slack_s
+        timed_out, stdout, stderr = _pump(proc, result_r, judge, outer_deadline, cfg.outer_output_cap,
+                                          max_record=payload["output_limit_bytes"] * 8 + (1 << 20))
+        if isolation.mode == iso_mod.FALLBACK and not judge.done:
+            _kill_groups_as_sandbox_user(judge.pgids, isolation)
+        start_error = stderr.decode("utf-8", "replace").strip()[-500:]
+        verdict = judge.finish(timed_out=timed_out, returncode=proc.returncode, start_error=start_error)
+        return Execution(verdict, isolation.mode, time.monotonic() - start,
+                         stdout=stdout.decode("utf-8", "replace")[-2000:], stderr=start_error[-2000:],
+                         cpu_s=judge.cpu_s)
+    finally:
+        if nonce_w != -1:
+            os.close(nonce_w)
+        os.close(result_r)
+        if workdir is not None:
+            _remove_tree(workdir)
+
+
+def _pump(proc: subprocess.Popen, result_r: int, judge: Judge, deadline: float, cap: int,
+          max_record: int) -> tuple[bool, bytes, bytes]:
+    """Read stdout/stderr/results until the sandbox ends, the judge is done, a flood, or the deadline.
+
+    Returns (outer wall clock fired, stdout head, stderr head). The process group is always dead on return.
+    """
+    sel = selectors.DefaultSelector()
+    out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
+    captured = {out_fd: bytearray(), err_fd: bytearray()}
+    for fd in (out_fd, err_fd, result_r):
+        os.set_blocking(fd, False)
+        sel.register(fd, selectors.EVENT_READ)
+    buf = bytearray()
+    timed_out = stop = False
+    try:
+        while sel.get_map() and not stop:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                timed_out = True
+                break
+            for key, _ in sel.select(min(remaining, 1.0)):
+                try:
+                    data = os.read(key.fd, 1 << 16)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    sel.unregister(key.fd)
+                    continue
+                if key.fd == result_r:
+                    buf += data
+                    stop = _consume(buf, judge) or stop
+                    if len(buf) > max_record:
+                        judge.feed({"ev": "oversized"})
+                        stop = True
+                else:
+                    out = captured[key.fd]
+                    room = cap - len(out)
+                    out += data[: max(0, room)]
+                    if len(data) > room:
+                        stop = True  # the harness prints (almost) nothing itself: this is a flood
+    finally:
+        sel.close()
+        if proc.poll() is None:
+            _kill_group(proc)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL cannot be ignored
+            _kill_group(proc)
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    if not stop and not timed_out and buf:
+        buf += b"\n"
+        _consume(buf, judge)
+    return timed_out, bytes(captured[out_fd]), bytes(captured[err_fd])
+
+
+def _consume(buf: bytearray, judge: Judge) -> bool:
+    """Feed every complete line of `buf` to the judge (removing it); True once the verdict is final."""
+    while True:
+        nl = buf.find(b"\n")
+        if nl < 0:
+            return judge.verdict is not None
+        line = bytes(buf[:nl])
+        del buf[: nl + 1]
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            rec = {"ev": "garbled-record"}
+        if not isinstance(rec, dict):
+            rec = {"ev": "garbled-record"}
+        if judge.feed(rec):
+            return True
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the sandbox's process group (with bwrap this also ends its pid namespace)."""
+    for target in (lambda: os.killpg(proc.pid, signal.SIGKILL), proc.kill):
+        try:
+            target()
+        except (ProcessLookupError, PermissionError, OSError):
+            pass
+
+
+def _kill_groups_as_sandbox_user(pgids: list[int], isolation: iso_mod.Isolation) -> None:
+    """Fallback mode only: kill the candidate's process groups after the harness died or was killed.
+
+    The harness's children outlive it there (no pid namespace). The kill runs *as the sandbox uid*, so even a stale
+    or reused group id can never reach anything but sandbox processes.
+    """
+    if not pgids:
+        return
+    code = ("import os, signal, sys\n"
+            "for g in sys.argv[1:]:\n"
+            "    try: os.killpg(int(g), signal.SIGKILL)\n"
+            "    except OSError: pass\n")
+    try:
+        subprocess.run([*iso_mod.launch_prefix(isolation), isolation.python, *iso_mod.PYTHON_FLAGS, "-c", code,
+                        *map(str, pgids)], timeout=30, capture_output=True, stdin=subprocess.DEVNULL,
+                       **iso_mod.popen_identity(isolation))
+    except (OSError, subprocess.SubprocessError):
+        pass
+
+
+def _fallback_workdir(isolation: iso_mod.Isolation) -> str:
+    path = tempfile.mkdtemp(prefix="ssd-sandbox-")
+    if isolation.uid is not None:
+        os.chown(path, isolation.uid, isolation.gid)
+    os.chmod(path, 0o700)
+    return path
+
+
+def _remove_tree(path: str) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
