@@ -83,6 +83,7 @@ setup(
             "ssd=megatron_ssd.launch.cli:main",
             "ssd-convert=megatron_ssd.models.convert_cli:main",
             "ssd-eval-samples=megatron_ssd.evaluation.cli:main",
+            "ssd-gate=megatron_ssd.evaluation.gate:main",
         ]
     },
 )

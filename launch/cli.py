@@ -23,6 +23,7 @@ from megatron_ssd.config import OPERATIONAL_KEYS, SSDConfig, register, validate
 from megatron_ssd.errors import SSDError
 from megatron_ssd.rundir import RunDir
 
+from .results_table import final_panel
 from .runner import chain_complete, outcome_table, run_chain, run_stage
 from .stages import STAGE_NAMES
 
@@ -56,13 +57,19 @@ def execute(cfg: SSDConfig) -> int:
     if cfg.stage == "run":
         outcomes = run_chain(cfg, run, console)
         console.print(outcome_table(outcomes, run))
+        if any(o.stage == "evaluate" and o.status in ("ran", "done-before") for o in outcomes):
+            console.print(final_panel(cfg, run.path))
         if not chain_complete(outcomes):
             console.print("[bold yellow]PIPELINE INCOMPLETE:[/] the stages marked above did not run; "
                           "their outputs do not exist.")
             return EXIT_INCOMPLETE
         return 0
     outcome = run_stage(cfg.stage, cfg, run, console)
-    return EXIT_INCOMPLETE if outcome.status == "incomplete" else 0
+    if outcome.status == "incomplete":
+        # e.g. one engine of a Slurm array finished its shards while others still run: success for this task.
+        console.print(f"[yellow]{cfg.stage}: this process's part is done; the stage is not complete yet "
+                      f"({outcome.note}). Rerun `ssd {cfg.stage} run_dir={run.path}` once the rest has finished.[/]")
+    return 0
 
 
 @hydra.main(version_base="1.3", config_path="pkg://megatron_ssd.hydra_conf", config_name="config")

@@ -12,7 +12,9 @@ from megatron_ssd.errors import SSDError, StageUnavailable
 from megatron_ssd.rundir import RunDir
 from megatron_ssd.stages import StageContext
 
-from .stages import CHAINS, STAGES, requirements
+from megatron_ssd.generation.engine import release_engines
+
+from .stages import CHAINS, GENERATING_STAGES, STAGES, requirements
 
 
 @dataclass
@@ -33,6 +35,8 @@ def run_stage(name: str, cfg: SSDConfig, run: RunDir, console: Console) -> Stage
         raise SSDError(f"stage '{name}' reads the output of {', '.join(missing)}, which has not finished in "
                        f"{run.path}; run `ssd stage={missing[0]} run_dir={run.path}` first (or `ssd run`).")
     module = STAGES[name].load()
+    if name not in GENERATING_STAGES:
+        release_engines()  # give the cores and memory of an idle vLLM engine back before CPU-heavy stages
     console.rule(f"[bold]{name}[/]: {STAGES[name].description}")
     start = time.perf_counter()
     summary = module.run(cfg, StageContext(run=run, console=console))

@@ -43,6 +43,7 @@ STAGES = {
     )
 }
 STAGE_NAMES = tuple(STAGES)
+GENERATING_STAGES = ("diagnose", "sample", "evaluate")
 
 CHAINS = {
     "minimal": ("prompts", "diagnose", "sample", "pack", "train", "export", "evaluate", "report"),

@@ -48,6 +48,8 @@ OPERATIONAL_KEYS = (
     "run_dir",
     "runs_root",
     "sample.engine_rank",
+    "sample.num_engines",
+    "sample.max_inflight_requests",
     "sample.gpu_memory_utilization",
     "sample.cpu_kvcache_gib",
     "eval.workers",

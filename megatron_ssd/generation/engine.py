@@ -153,3 +153,35 @@ def engine_options(cfg: Any) -> EngineOptions:
         enforce_eager=s.enforce_eager,
         batch_invariant=s.batch_invariant,
     )
+
+
+# One engine per process at a time: `ssd run` executes diagnose, sample and evaluate in one process, and an engine
+# start costs a minute on CPU (model load, KV-cache profiling, warm-up), so stages on the same model share it.
+_cached: tuple[tuple[str, EngineOptions], VLLMEngine] | None = None
+
+
+def shared_engine(model_path: str | Path, options: EngineOptions) -> VLLMEngine:
+    global _cached
+    key = (str(model_path), options)
+    if _cached is not None and _cached[0] == key:
+        return _cached[1]
+    release_engines()
+    engine = VLLMEngine(model_path, options)
+    _cached = (key, engine)
+    return engine
+
+
+def release_engines() -> None:
+    """Shut the cached engine down (frees its KV cache and worker processes before training needs the cores)."""
+    global _cached
+    if _cached is None:
+        return
+    engine = _cached[1]
+    _cached = None
+    shutdown = getattr(engine.llm.llm_engine, "engine_core", None)
+    if shutdown is not None and hasattr(shutdown, "shutdown"):
+        shutdown.shutdown()
+    del engine
+    import gc
+
+    gc.collect()

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..config import SSDConfig
 from ..errors import SSDError
 from ..data.tokenizer import tokenizer_fingerprint
-from ..generation.engine import Decoding, VLLMEngine, engine_options
+from ..generation.engine import Decoding, engine_options, shared_engine
 from ..generation.seeds import shard_name, shards_of_engine
 from ..generation.sharded import generate_sharded
 from ..generation.shards import read_samples
@@ -45,7 +45,7 @@ def run(cfg: SSDConfig, ctx: StageContext) -> dict:
         if all((out / shard_name(k)).exists() for k in shards):
             ctx.console.print(f"sample: all {len(shards)} shards of this engine exist; nothing to generate.")
         else:
-            engine = VLLMEngine(model_path, engine_options(cfg))
+            engine = shared_engine(model_path, engine_options(cfg))
             result = generate_sharded(engine, problems, Decoding.from_config(s), n=s.n, run_seed=cfg.seed,
                                       out_dir=out, num_shards=s.num_shards, shards=shards,
                                       max_inflight=s.max_inflight_requests, console=ctx.console)
