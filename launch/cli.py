@@ -21,6 +21,7 @@ from rich.logging import RichHandler
 
 from megatron_ssd.config import OPERATIONAL_KEYS, SSDConfig, register, validate
 from megatron_ssd.errors import SSDError
+from megatron_ssd.rounds import check_round2_gate
 from megatron_ssd.rundir import RunDir
 
 from .results_table import final_panel
@@ -52,6 +53,9 @@ def resolve_config(cfg: DictConfig, task_overrides: list[str]) -> SSDConfig:
 
 
 def execute(cfg: SSDConfig) -> int:
+    if cfg.round == 2:
+        gate = check_round2_gate(cfg)
+        console.print("[green]round-2 gate passed:[/] " + "; ".join(gate["reasons"]))
     run = RunDir.open(cfg)
     console.print(f"run directory: [bold]{run.path}[/]  (experiment {cfg.experiment}, arm {cfg.arm})")
     if cfg.stage == "run":

@@ -22,3 +22,7 @@ class EvalConfig:
     workers: int = 2
     timeout_s: float = 10.0
     memory_mb: int = 1024
+    # Round-2 gate: round 1 must lift pass@1 by at least this many percentage points (with a CI excluding 0).
+    gate_min_lift_pp: float = 2.0
+    # Sandbox isolation: auto (bubblewrap when it works, else the loud rlimits fallback) | bwrap (required) | fallback
+    isolation: str = "auto"

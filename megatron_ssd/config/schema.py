@@ -32,6 +32,8 @@ class SSDConfig:
     seed: int = 0
     arm: str = "minimal"
     round: int = 1
+    # Round 2 only: the round-1 run directory (its SSD model, prompts and gate inputs).
+    prev_run_dir: str | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)

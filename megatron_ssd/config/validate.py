@@ -39,6 +39,10 @@ def collect_errors(c: SSDConfig, stage_names: tuple[str, ...] = ()) -> list[str]
         e.append(f"arm={c.arm!r}: choose one of {', '.join(ARMS)}.")
     if c.round not in (1, 2):
         e.append(f"round={c.round}: only rounds 1 and 2 are defined.")
+    if c.round == 2 and not c.prev_run_dir:
+        e.append("round=2 needs prev_run_dir=<the round-1 run directory>.")
+    if c.round == 2 and c.arm == "decode_only":
+        e.append("round=2 trains a second round; arm=decode_only has nothing to continue.")
 
     m = c.model
     if m.source not in MODEL_SOURCES:
@@ -111,6 +115,10 @@ def collect_errors(c: SSDConfig, stage_names: tuple[str, ...] = ()) -> list[str]
         e.append(f"eval.temperature_sweep={list(ev.temperature_sweep)}: temperatures must be >= 0.")
     if not 0.5 <= ev.ci_level < 1.0:
         e.append(f"eval.ci_level={ev.ci_level}: use a level such as 0.95.")
+    if ev.isolation not in ("auto", "bwrap", "fallback"):
+        e.append(f"eval.isolation={ev.isolation!r}: choose auto, bwrap or fallback.")
+    if ev.gate_min_lift_pp < 0:
+        e.append(f"eval.gate_min_lift_pp={ev.gate_min_lift_pp}: must be >= 0.")
     if ev.workers < 1:
         e.append(f"eval.workers={ev.workers}: must be at least 1.")
 

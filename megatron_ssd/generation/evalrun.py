@@ -52,7 +52,7 @@ def evaluate_label(
                      max_inflight=cfg.sample.max_inflight_requests, console=console, label=f"eval {label}")
     samples = read_samples(folder / "samples")
     console.print(f"eval/{label}: scoring {len(samples)} samples in the sandbox ({e.workers} workers)")
-    rows = score_samples(problems, samples, SandboxConfig.from_eval(e))
+    rows = score_samples(problems, samples, SandboxConfig.from_eval(e, isolation=e.isolation))
     text_of = {(s["prompt_id"], s["sample_idx"]): s["text"] for s in samples}
     with atomic_path(folder / "results.jsonl") as tmp:
         with open(tmp, "w") as f:

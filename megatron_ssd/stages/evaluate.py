@@ -3,7 +3,7 @@
 Labels: ``base`` (base model at its official evaluation decoding; reused from `diagnose`), ``base_T<t>`` (the
 decode-only baseline: the base model at the training temperature with the training top-k/top-p, and at each
 `eval.temperature_sweep` value with the evaluation truncation), ``ssd`` and ``ssd_T<t>`` (the exported SSD model,
-unless arm=decode_only), and ``eval/ssd/collapse.json`` (the anti-collapse battery, SSD vs base). Every label after
+unless arm=decode_only), ``round1`` (in round 2: round 1's SSD model), and ``eval/ssd/collapse.json`` (the anti-collapse battery, SSD vs base). Every label after
 the base is sliced by the base model's difficulty quartiles so per-difficulty deltas compare like with like.
 """
 from __future__ import annotations
@@ -15,11 +15,11 @@ from pathlib import Path
 from rich.table import Table
 
 from ..config import SSDConfig
-from ..errors import SSDError
 from ..evaluation.gate import load_collapse
 from ..generation.engine import Decoding, engine_options, shared_engine
 from ..generation.evalrun import evaluate_label, label_dir
 from ..models.base_model import resolve_base_model
+from ..rounds import latest_export
 from ..rundir import atomic_write_json
 from . import StageContext
 from .prompts import load_prompts
@@ -40,17 +40,11 @@ def decodings(cfg: SSDConfig) -> dict[str, Decoding]:
     return out
 
 
-def latest_export(run_dir: Path) -> Path:
-    root = Path(run_dir) / "export" / "hf"
-    candidates = sorted(p for p in root.glob("iter_*") if (p / "config.json").exists()) if root.exists() else []
-    if not candidates:
-        raise SSDError(f"no exported model under {root}; run `ssd stage=export run_dir={run_dir}` first.")
-    return candidates[-1]
-
-
 def run(cfg: SSDConfig, ctx: StageContext) -> dict:
     problems = load_prompts(ctx.run.path, "eval")
     models = [("base", resolve_base_model(cfg.model))]
+    if cfg.round == 2:
+        models.append(("round1", latest_export(cfg.prev_run_dir)))
     if cfg.arm != "decode_only":
         models.append(("ssd", latest_export(ctx.run.path)))
     summaries: dict[str, dict] = {}

@@ -38,7 +38,12 @@ def run(cfg: SSDConfig, ctx: StageContext) -> dict:
             ctx.run.record_input(name, path)
 
     deduped = dedup(pool, threshold=d.near_dup_threshold, num_perm=d.minhash_num_perm)
-    if same_pool:
+    if cfg.round == 2:  # a fresh pool: nothing round 1 trained on; the same held-out set, for comparability
+        used = {p.problem_id for p in load_prompts(cfg.prev_run_dir, "train")}
+        eval_set = load_prompts(cfg.prev_run_dir, "eval")
+        held = {p.problem_id for p in eval_set}
+        train = [p for p in deduped.kept if p.problem_id not in used | held]
+    elif same_pool:
         train, eval_set = split_heldout(deduped.kept, d.heldout_fraction, d.split_seed)
     else:
         train = deduped.kept

@@ -21,7 +21,7 @@ from ..generation.seeds import shard_name, shards_of_engine
 from ..generation.sharded import generate_sharded
 from ..generation.shards import read_samples
 from ..generation.stats import sample_stats
-from ..models.base_model import resolve_base_model
+from ..rounds import policy_model
 from ..rundir import atomic_write_json
 from . import StageContext
 from .prompts import load_prompts
@@ -40,7 +40,7 @@ def run(cfg: SSDConfig, ctx: StageContext) -> dict:
         _run_engine_workers(cfg, ctx)
     else:
         problems = load_prompts(ctx.run.path, "train")
-        model_path = resolve_base_model(cfg.model)
+        model_path = policy_model(cfg)
         shards = shards_of_engine(s.num_shards, s.num_engines, s.engine_rank)
         if all((out / shard_name(k)).exists() for k in shards):
             ctx.console.print(f"sample: all {len(shards)} shards of this engine exist; nothing to generate.")
