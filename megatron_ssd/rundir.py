@@ -119,9 +119,17 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: d}
 
 
-def config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+def config_diff(old: dict[str, Any], new: dict[str, Any], ignore_new_at: dict[str, Any] | None = None) -> list[str]:
+    """Differing keys as 'key: old -> new'. Keys absent from `old` whose new value equals `ignore_new_at[key]`
+    (fields added to the schema since `old` was written, left at their defaults) are not differences."""
     a, b = _flatten(old), _flatten(new)
-    return [f"{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    defaults = ignore_new_at or {}
+    out = []
+    for k in sorted(set(a) | set(b)):
+        if a.get(k) == b.get(k) or (k not in a and k in defaults and b.get(k) == defaults[k]):
+            continue
+        out.append(f"{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}")
+    return out
 
 
 def default_run_dir(cfg: SSDConfig) -> Path:
@@ -180,7 +188,10 @@ class RunDir:
             return run
         stored_hash = manifest.get("config_hash")
         if stored_hash != config_hash(cfg):
-            diff = config_diff(drop_operational(manifest["config"]), semantic_config(cfg))
+            diff = config_diff(drop_operational(manifest["config"]), semantic_config(cfg),
+                               ignore_new_at=_flatten(semantic_config(SSDConfig())))
+            if not diff:  # only fields a newer version added, at their defaults: the same experiment
+                return run
             raise ConfigError(
                 f"The run directory {path} was made with a different config (hash {str(stored_hash)[:10]} vs "
                 f"{config_hash(cfg)[:10]}). Differences:\n  - " + "\n  - ".join(diff or ["<none visible>"]) +

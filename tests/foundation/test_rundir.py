@@ -82,3 +82,14 @@ def test_corrupt_manifest_is_a_clear_error(tmp_path):
 def test_atomic_write_json_leaves_no_temp_files(tmp_path):
     atomic_write_json(tmp_path / "x.json", {"a": 1})
     assert os.listdir(tmp_path) == ["x.json"]
+
+
+def test_fields_added_by_a_newer_version_at_default_do_not_refuse(tmp_path):
+    run = RunDir.open(cfg_at(tmp_path))
+    manifest = run.read_manifest()
+    del manifest["config"]["eval"]["gate_min_lift_pp"]  # as written before the field existed
+    manifest["config_hash"] = "written-by-an-older-version"
+    run.write_manifest(manifest)
+    RunDir.open(cfg_at(tmp_path))
+    with pytest.raises(ConfigError, match=r"eval.gate_min_lift_pp: '<absent>' -> 5.0"):
+        RunDir.open(cfg_at(tmp_path, eval__gate_min_lift_pp=5.0))
