@@ -137,8 +137,9 @@ def collect_errors(c: SSDConfig, stage_names: tuple[str, ...] = ()) -> list[str]
         e.append(f"train.loss_impl={t.loss_impl!r}: choose megatron or fused_linear_ce.")
     if t.lr < t.min_lr:
         e.append(f"train.lr={t.lr} is below train.min_lr={t.min_lr}.")
-    if t.lr_warmup_iters > t.train_iters:
-        e.append(f"train.lr_warmup_iters={t.lr_warmup_iters} exceeds train.train_iters={t.train_iters}.")
+    if t.lr_warmup_iters >= t.train_iters:
+        e.append(f"train.lr_warmup_iters={t.lr_warmup_iters} must be below train.train_iters={t.train_iters} "
+                 "(Megatron's scheduler needs at least one decay step).")
     if t.seq_length < 16:
         e.append(f"train.seq_length={t.seq_length}: must be at least 16.")
     for key in ("tensor", "pipeline", "context", "expert", "nproc_per_node", "nnodes"):
