@@ -7,6 +7,8 @@ cannot do, e.g. a chat template for a bare sentencepiece model.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import hashlib
 from pathlib import Path
 from typing import Any, Sequence
@@ -64,38 +66,45 @@ def tokenizer_fingerprint(path: str | Path, chat_template: str | None = None) ->
     return h.hexdigest()
 
 
-class Tokenizer:
+class Tokenizer(ABC):
     """Backend-neutral tokenizer. Build it with `load_tokenizer`."""
 
     backend: str
     path: Path
 
+    @abstractmethod
     def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def apply_chat_template(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> str:
-        raise NotImplementedError
+        ...
 
     @property
+    @abstractmethod
     def eos_id(self) -> int:
-        raise NotImplementedError
+        ...
 
     @property
+    @abstractmethod
     def pad_id(self) -> int:
         """The padding id; EOS when the tokenizer has none (padding is always loss-masked, so any id is safe)."""
-        raise NotImplementedError
+        ...
 
     @property
+    @abstractmethod
     def bos_id(self) -> int | None:
-        raise NotImplementedError
+        ...
 
     @property
+    @abstractmethod
     def vocab_size(self) -> int:
         """Number of ids the tokenizer can produce, added/special tokens included."""
-        raise NotImplementedError
+        ...
 
     def fingerprint(self) -> str:
         return tokenizer_fingerprint(self.path, getattr(self, "_explicit_template", None))
