@@ -6,7 +6,7 @@ import pytest
 from megatron_ssd.errors import DataError
 from megatron_ssd.generation.seeds import sample_seed, shard_of, shards_of_engine
 from megatron_ssd.generation.shards import read_samples, write_shard
-from megatron_ssd.generation.stats import is_looping, sample_stats
+from megatron_ssd.generation.stats import sample_stats
 
 
 def row(pid, idx, text="```python\nx = 1\n```", tokens=(1, 2, 3), finish="stop"):
@@ -33,15 +33,9 @@ def test_shards_cover_everything_once():
     assert shards_of_engine(10, 3, -1) == list(range(10))
 
 
-def test_looping_detector():
-    assert is_looping([5, 6, 7, 8] * 80)
-    assert not is_looping(list(range(300)))
-    assert not is_looping([1, 2] * 5)  # too short to judge
-
-
 def test_stats_counts():
     rows = [row("a", 0), row("b", 0, text=""), row("c", 0, text="no fence", finish="length"),
-            row("d", 0, tokens=[1, 2, 3, 4] * 80)]
+            row("d", 0, text="```python\n" + "print(1)\n" * 40, tokens=[1, 2, 3, 4] * 80)]
     stats = sample_stats(rows)
     assert (stats["empty"], stats["no_code_block"], stats["truncated"], stats["looping"]) == (1, 2, 1, 1)
     assert stats["length_quantiles"]["max"] == 320 and stats["samples"] == 4
