@@ -15,11 +15,16 @@ from .errors import SSDError
 
 
 def latest_export(run_dir: str | Path) -> Path:
+    """The HF folder the export stage last wrote, as its `export/hf/latest` pointer names it."""
     root = Path(run_dir) / "export" / "hf"
-    candidates = sorted(p for p in root.glob("iter_*") if (p / "config.json").exists()) if root.exists() else []
-    if not candidates:
+    pointer = root / "latest"
+    if not pointer.is_file():
         raise SSDError(f"no exported model under {root}; run `ssd stage=export run_dir={run_dir}` first.")
-    return candidates[-1]
+    folder = root / pointer.read_text().strip()
+    if not (folder / "config.json").exists():
+        raise SSDError(f"{pointer} names {folder.name}, which has no config.json; rerun "
+                       f"`ssd stage=export run_dir={run_dir}`.")
+    return folder
 
 
 def policy_model(cfg: SSDConfig) -> Path:
