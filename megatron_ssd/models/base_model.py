@@ -8,7 +8,6 @@ later runs reuse it. Any other model is a local HF folder, or a hub id where the
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 from pathlib import Path
 
@@ -89,9 +88,3 @@ def _hf_folder(path: str | None) -> Path:
                            f"({type(exc).__name__}: {exc}). Download it on a connected machine and pass the "
                            "folder.") from None
     raise SSDError(f"model.path={path}: no such folder.")
-
-
-def model_info(folder: Path) -> dict:
-    cfg = json.loads((folder / "config.json").read_text())
-    return {"architectures": cfg.get("architectures"), "model_type": cfg.get("model_type"),
-            "vocab_size": cfg.get("vocab_size"), "num_hidden_layers": cfg.get("num_hidden_layers")}

@@ -8,9 +8,7 @@ the base is sliced by the base model's difficulty quartiles so per-difficulty de
 """
 from __future__ import annotations
 
-import json
 from dataclasses import replace
-from pathlib import Path
 
 from rich.table import Table
 
@@ -89,8 +87,3 @@ def results_table(summaries: dict[str, dict], cfg: SSDConfig) -> Table:
                          if est else "-")
         table.add_row(label, f"{s.get('temperature', '?')}", *cells)
     return table
-
-
-def load_summary(run_dir: Path, label: str) -> dict | None:
-    path = label_dir(run_dir, label) / "summary.json"
-    return json.loads(path.read_text()) if path.exists() else None
