@@ -46,11 +46,13 @@ class Request:
     seed: int
     prompt_text: str
     prompt_token_ids: tuple[int, ...]
+    decoding: Decoding
     shard: int = 0
+    job: int = 0  # index of the generation job (label) the request belongs to, when several share the engine
 
     @property
     def request_id(self) -> str:
-        return f"{self.prompt_id}\x1f{self.sample_idx}"
+        return f"{self.job}\x1f{self.prompt_id}\x1f{self.sample_idx}"
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class EngineOptions:
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.9
     cpu_kvcache_gib: int = 4
+    cpu_threads_bind: str = "all"
     enforce_eager: bool = False
     batch_invariant: bool = False
 
@@ -71,6 +74,8 @@ class VLLMEngine:
 
         if not torch.cuda.is_available():
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(options.cpu_kvcache_gib))
+            os.environ["VLLM_CPU_OMP_THREADS_BIND"] = cpu_threads_bind(options.cpu_threads_bind,
+                                                                       options.tensor_parallel_size)
         if options.batch_invariant:
             os.environ["VLLM_BATCH_INVARIANT"] = "1"
         from vllm import LLM
@@ -118,8 +123,8 @@ class VLLMEngine:
             seed=seed,
         )
 
-    def stream(self, requests: Iterable[Request], decoding: Decoding, max_inflight: int = 4096) -> Iterator[tuple[Request, Any]]:
-        """Yield (request, vllm CompletionOutput) in completion order."""
+    def stream(self, requests: Iterable[Request], max_inflight: int = 4096) -> Iterator[tuple[Request, Any]]:
+        """Yield (request, vllm CompletionOutput) in completion order; each request carries its own decoding."""
         engine = self.llm.llm_engine
         pending: dict[str, Request] = {}
         source = iter(requests)
@@ -131,13 +136,40 @@ class VLLMEngine:
                     exhausted = True
                     break
                 engine.add_request(req.request_id, {"prompt_token_ids": list(req.prompt_token_ids)},
-                                   self.sampling_params(decoding, req.seed))
+                                   self.sampling_params(req.decoding, req.seed))
                 pending[req.request_id] = req
             if not pending:
                 return
             for out in engine.step():
                 if out.finished:
                     yield pending.pop(out.request_id), out.outputs[0]
+
+
+def cpu_threads_bind(setting: str, ranks: int = 1, cpus: Iterable[int] | None = None) -> str:
+    """The VLLM_CPU_OMP_THREADS_BIND value for `sample.cpu_threads_bind`: "all" splits the usable CPUs evenly
+    over the engine's ranks ("0-7|8-15"); anything else is vLLM's own syntax and passes through."""
+    if setting != "all":
+        return setting
+    ids = sorted(os.sched_getaffinity(0) if cpus is None else cpus)
+    if len(ids) < ranks:
+        raise ValueError(f"sample.cpu_threads_bind=all: {len(ids)} CPUs cannot be split over {ranks} ranks.")
+    per = len(ids) // ranks
+    return "|".join(_ranges(ids[r * per:(r + 1) * per]) for r in range(ranks))
+
+
+def _ranges(ids: list[int]) -> str:
+    """[0, 1, 2, 5] -> "0-2,5"."""
+    def span(a: int, b: int) -> str:
+        return f"{a}-{b}" if b != a else f"{a}"
+
+    parts, start, prev = [], ids[0], ids[0]
+    for cur in ids[1:]:
+        if cur != prev + 1:
+            parts.append(span(start, prev))
+            start = cur
+        prev = cur
+    parts.append(span(start, prev))
+    return ",".join(parts)
 
 
 def engine_options(cfg: Any) -> EngineOptions:
@@ -150,6 +182,7 @@ def engine_options(cfg: Any) -> EngineOptions:
         tensor_parallel_size=s.tensor_parallel_size,
         gpu_memory_utilization=s.gpu_memory_utilization,
         cpu_kvcache_gib=s.cpu_kvcache_gib,
+        cpu_threads_bind=s.cpu_threads_bind,
         enforce_eager=s.enforce_eager,
         batch_invariant=s.batch_invariant,
     )

@@ -1,13 +1,16 @@
-"""Evaluate one model at one decoding setting: generate, score in the sandbox, summarise -> eval/<label>/.
+"""Evaluate one model at several decodings: generate, score in the sandbox, summarise -> eval/<label>/.
 
-Used by the `diagnose` stage (the base model at its evaluation setting, label ``base``) and the `evaluate` stage
-(every model x decoding of the arm). Generation is sharded and resumable like the `sample` stage; a label whose
-summary.json exists is not recomputed, so `evaluate` reuses what `diagnose` produced. All labels share one seed
-stream (common random numbers), which tightens paired comparisons between models on the same problems.
+Used by the `diagnose` stage (the base model at its evaluation decoding, label ``base``, and at the decode-only
+baseline's decodings) and the `evaluate` stage (the trained models). All labels of one model are generated in one
+engine pass (`generate_jobs`), then scored label by label. Generation is sharded and resumable like the `sample`
+stage; a label whose summary.json exists is not recomputed, so `evaluate` reuses what `diagnose` produced. All
+labels share one seed stream (common random numbers), which tightens paired comparisons between models on the same
+problems.
 """
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -18,38 +21,76 @@ from ..evaluation.sandbox import SandboxConfig
 from ..problems import Problem
 from ..rundir import atomic_path, atomic_write_json
 from .engine import Decoding, VLLMEngine
-from .sharded import generate_sharded
+from .sharded import GenerationJob, generate_jobs
 from .shards import read_samples
 
 EVAL_SEED_OFFSET = 1_000_003  # eval samples never reuse the training samples' seed stream
+BASE_LABEL = "base"  # the base model at the official decoding; its difficulty quartiles slice every other label
 
 
 def label_dir(run_dir: Path, label: str) -> Path:
     return Path(run_dir) / "eval" / label
 
 
-def evaluate_label(
-    engine: VLLMEngine,
-    label: str,
+def model_decodings(cfg: Any, model: str) -> dict[str, Decoding]:
+    """Label -> decoding for one model: ``<model>`` at the official decoding, ``<model>_T<t>`` for each
+    `eval.temperature_sweep` value (official truncation), and for the base model also the decode-only baseline:
+    the training decoding (temperature, top-k, top-p) with the evaluation token budget. The trained model is not
+    evaluated at the training decoding unless the sweep asks for it: SSD is judged at the official setting."""
+    official = Decoding.from_config(cfg.eval)
+    out = {model: official}
+    if model == BASE_LABEL:
+        train = Decoding.from_config(cfg.sample)
+        out[f"{model}_T{train.temperature:g}"] = replace(train, max_tokens=official.max_tokens, stop=official.stop)
+    for t in cfg.eval.temperature_sweep:
+        out.setdefault(f"{model}_T{t:g}", replace(official, temperature=t))
+    return out
+
+
+def evaluate_labels(
+    engine: VLLMEngine | None,
+    decodings: Mapping[str, Decoding],
     problems: list[Problem],
-    decoding: Decoding,
     *,
     cfg: Any,
     run_dir: Path,
     model_name: str,
     console: Console,
     difficulty_of: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    folder = label_dir(run_dir, label)
-    summary_path = folder / "summary.json"
-    if summary_path.exists():
-        console.print(f"[dim]eval/{label}: already evaluated; reusing {summary_path}[/]")
-        return json.loads(summary_path.read_text())
+) -> dict[str, dict[str, Any]]:
+    """label -> summary for every (label, decoding) of one model. Labels are summarised in the given order; after
+    ``base`` its difficulty quartiles slice the labels that follow. `engine` may be None when every label is
+    already evaluated."""
     e = cfg.eval
+    summaries: dict[str, dict[str, Any]] = {}
+    todo = []
+    for label in decodings:
+        summary_path = label_dir(run_dir, label) / "summary.json"
+        if summary_path.exists():
+            console.print(f"[dim]eval/{label}: already evaluated; reusing {summary_path}[/]")
+            summaries[label] = json.loads(summary_path.read_text())
+        else:
+            todo.append(label)
     shards = max(1, min(16, len(problems) // 8))
-    generate_sharded(engine, problems, decoding, n=e.n, run_seed=cfg.seed + EVAL_SEED_OFFSET,
-                     out_dir=folder / "samples", num_shards=shards, shards=list(range(shards)),
-                     max_inflight=cfg.sample.max_inflight_requests, console=console, label=f"eval {label}")
+    jobs = [GenerationJob(f"eval {label}", problems, decodings[label], e.n, cfg.seed + EVAL_SEED_OFFSET,
+                          label_dir(run_dir, label) / "samples", shards, list(range(shards))) for label in todo]
+    if jobs:
+        assert engine is not None, f"labels {todo} need generating but no engine was given"
+        generate_jobs(engine, jobs, max_inflight=cfg.sample.max_inflight_requests, console=console)
+    if BASE_LABEL in summaries:
+        difficulty_of = summaries[BASE_LABEL].get("difficulty_of")
+    for label in todo:
+        summaries[label] = _score_label(label, decodings[label], problems, cfg=cfg, run_dir=run_dir,
+                                        model_name=model_name, console=console, difficulty_of=difficulty_of)
+        if label == BASE_LABEL:
+            difficulty_of = summaries[label].get("difficulty_of")
+    return {label: summaries[label] for label in decodings}
+
+
+def _score_label(label: str, decoding: Decoding, problems: list[Problem], *, cfg: Any, run_dir: Path,
+                 model_name: str, console: Console, difficulty_of: Mapping[str, str] | None) -> dict[str, Any]:
+    e = cfg.eval
+    folder = label_dir(run_dir, label)
     samples = read_samples(folder / "samples")
     console.print(f"eval/{label}: scoring {len(samples)} samples in the sandbox ({e.workers} workers)")
     rows = score_samples(problems, samples, SandboxConfig.from_eval(e, isolation=e.isolation))
@@ -63,7 +104,7 @@ def evaluate_label(
     summary.update({"label": label, "model": model_name, "temperature": decoding.temperature,
                     "top_k": decoding.top_k, "top_p": decoding.top_p, "min_p": decoding.min_p,
                     "max_tokens": decoding.max_tokens})
-    atomic_write_json(summary_path, summary)
+    atomic_write_json(folder / "summary.json", summary)
     return summary
 
 

@@ -1,4 +1,10 @@
-"""Generate n samples per problem into shards keyed by a stable hash of the prompt id; resumable."""
+"""Generate n samples per problem into shards keyed by a stable hash of the prompt id; resumable.
+
+Several jobs (e.g. the base model's official decoding and its decode-only decoding) can share one engine pass:
+their requests enter the same continuous batch, so the long tail of one job's slowest samples overlaps the other
+job's work instead of running at batch size 1. Every request keeps its own seed and sampling parameters, so a
+sample does not depend on which jobs it was generated with.
+"""
 from __future__ import annotations
 
 import time
@@ -15,6 +21,19 @@ from ..prompting import chat_messages
 from .engine import Decoding, Request, VLLMEngine
 from .seeds import sample_seed, shard_name, shard_of
 from .shards import write_shard
+
+
+@dataclass(frozen=True)
+class GenerationJob:
+    """n samples per problem at one decoding into one folder of shards (the `sample` stage, or one eval label)."""
+    label: str
+    problems: list[Problem]
+    decoding: Decoding
+    n: int
+    run_seed: int
+    out_dir: Path
+    num_shards: int
+    shards: list[int]
 
 
 @dataclass
@@ -44,73 +63,111 @@ def generate_sharded(
     console: Console | None = None,
     label: str = "sample",
 ) -> ShardedRun:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    by_shard: dict[int, list[Problem]] = defaultdict(list)
-    for p in problems:
-        by_shard[shard_of(p.problem_id, num_shards)].append(p)
-    result = ShardedRun()
-    todo = []
-    for s in shards:
-        (result.skipped_existing if (out_dir / shard_name(s)).exists() else todo).append(s)
+    """One job; see `generate_jobs`."""
+    job = GenerationJob(label, problems, decoding, n, run_seed, Path(out_dir), num_shards, shards)
+    return generate_jobs(engine, [job], max_inflight=max_inflight, console=console)[0]
 
-    # Render prompts up front so over-long prompts are known before any request is sent.
-    rendered: dict[str, tuple[str, tuple[int, ...]]] = {}
-    budget = engine.options.max_model_len - decoding.max_tokens
-    expected: dict[int, int] = {}
-    for s in todo:
-        count = 0
-        for p in by_shard[s]:
-            text, ids = engine.render(chat_messages(p))
-            if len(ids) > budget:
-                result.prompts_too_long.append(p.problem_id)
-                continue
-            rendered[p.problem_id] = (text, ids)
-            count += n
-        expected[s] = count
+
+class _JobState:
+    """Which shards of a job still need generating, their rendered prompts, and the samples buffered so far."""
+
+    def __init__(self, job: GenerationJob, engine: VLLMEngine):
+        self.job = job
+        self.result = ShardedRun()
+        job.out_dir.mkdir(parents=True, exist_ok=True)
+        self.by_shard: dict[int, list[Problem]] = defaultdict(list)
+        for p in job.problems:
+            self.by_shard[shard_of(p.problem_id, job.num_shards)].append(p)
+        self.todo = []
+        for s in job.shards:
+            (self.result.skipped_existing if (job.out_dir / shard_name(s)).exists() else self.todo).append(s)
+        # Render prompts up front so over-long prompts are known before any request is sent.
+        self.rendered: dict[str, tuple[str, tuple[int, ...]]] = {}
+        self.expected: dict[int, int] = {}
+        budget = engine.options.max_model_len - job.decoding.max_tokens
+        for s in self.todo:
+            count = 0
+            for p in self.by_shard[s]:
+                text, ids = engine.render(chat_messages(p))
+                if len(ids) > budget:
+                    self.result.prompts_too_long.append(p.problem_id)
+                    continue
+                self.rendered[p.problem_id] = (text, ids)
+                count += job.n
+            self.expected[s] = count
+        self.buffers: dict[int, list[dict]] = defaultdict(list)
+        for s in self.todo:  # shards whose prompts are all too long (or empty shards) are complete at once
+            if self.expected[s] == 0:
+                self._write(s, [])
+
+    @property
+    def total(self) -> int:
+        return sum(self.expected.values())
+
+    def requests(self, job_index: int) -> Iterator[Request]:
+        job = self.job
+        for s in self.todo:
+            for p in self.by_shard[s]:
+                if p.problem_id not in self.rendered:
+                    continue
+                text, ids = self.rendered[p.problem_id]
+                for i in range(job.n):
+                    yield Request(p.problem_id, i, sample_seed(job.run_seed, p.problem_id, i), text, ids,
+                                  job.decoding, shard=s, job=job_index)
+
+    def add(self, req: Request, out) -> None:
+        token_ids = list(out.token_ids)
+        self.buffers[req.shard].append(
+            {
+                "prompt_id": req.prompt_id,
+                "sample_idx": req.sample_idx,
+                "prompt_text": req.prompt_text,
+                "prompt_token_ids": list(req.prompt_token_ids),
+                "text": out.text,
+                "token_ids": token_ids,
+                "finish_reason": str(out.finish_reason),
+                "num_tokens": len(token_ids),
+                "seed": req.seed,
+                **self.job.decoding.as_columns(),
+            }
+        )
+        self.result.generated_tokens += len(token_ids)
+        if len(self.buffers[req.shard]) == self.expected[req.shard]:
+            self._write(req.shard, self.buffers.pop(req.shard))
+
+    def _write(self, shard: int, rows: list[dict]) -> None:
+        write_shard(self.job.out_dir, shard, rows)
+        self.result.written.append(shard)
+
+
+def generate_jobs(
+    engine: VLLMEngine,
+    jobs: list[GenerationJob],
+    *,
+    max_inflight: int = 4096,
+    console: Console | None = None,
+) -> list[ShardedRun]:
+    """Generate every job's missing shards in one engine pass; a shard file is written as soon as it is complete."""
+    states = [_JobState(job, engine) for job in jobs]
 
     def requests() -> Iterator[Request]:
-        for s in todo:
-            for p in by_shard[s]:
-                if p.problem_id not in rendered:
-                    continue
-                text, ids = rendered[p.problem_id]
-                for i in range(n):
-                    yield Request(p.problem_id, i, sample_seed(run_seed, p.problem_id, i), text, ids, shard=s)
+        for index, state in enumerate(states):
+            yield from state.requests(index)
 
-    buffers: dict[int, list[dict]] = defaultdict(list)
-    for s in todo:  # shards whose prompts are all too long (or empty shards) are complete at once
-        if expected[s] == 0:
-            write_shard(out_dir, s, [])
-            result.written.append(s)
-    total = sum(expected.values())
-    start = time.perf_counter()
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("samples"),
                TextColumn("{task.fields[shards]} shards"), TextColumn("{task.fields[tps]:.0f} tok/s"),
                TimeElapsedColumn()]
+    start = time.perf_counter()
     with Progress(*columns, console=console or Console(stderr=True), transient=False) as progress:
-        task = progress.add_task(label, total=total, shards=f"{len(result.written)}/{len(todo)}", tps=0.0)
-        for req, out in engine.stream(requests(), decoding, max_inflight=max_inflight):
-            token_ids = list(out.token_ids)
-            buffers[req.shard].append(
-                {
-                    "prompt_id": req.prompt_id,
-                    "sample_idx": req.sample_idx,
-                    "prompt_text": req.prompt_text,
-                    "prompt_token_ids": list(req.prompt_token_ids),
-                    "text": out.text,
-                    "token_ids": token_ids,
-                    "finish_reason": str(out.finish_reason),
-                    "num_tokens": len(token_ids),
-                    "seed": req.seed,
-                    **decoding.as_columns(),
-                }
-            )
-            result.generated_tokens += len(token_ids)
-            if len(buffers[req.shard]) == expected[req.shard]:
-                write_shard(out_dir, req.shard, buffers.pop(req.shard))
-                result.written.append(req.shard)
+        tasks = [progress.add_task(s.job.label, total=s.total, shards=f"{len(s.result.written)}/{len(s.todo)}",
+                                   tps=0.0) for s in states]
+        for req, out in engine.stream(requests(), max_inflight=max_inflight):
+            state = states[req.job]
+            state.add(req, out)
             elapsed = time.perf_counter() - start
-            progress.update(task, advance=1, shards=f"{len(result.written)}/{len(todo)}",
-                            tps=result.generated_tokens / elapsed if elapsed else 0.0)
-    result.seconds = time.perf_counter() - start
-    return result
+            progress.update(tasks[req.job], advance=1, shards=f"{len(state.result.written)}/{len(state.todo)}",
+                            tps=state.result.generated_tokens / elapsed if elapsed else 0.0)
+    seconds = time.perf_counter() - start
+    for state in states:
+        state.result.seconds = seconds
+    return [state.result for state in states]

@@ -1,21 +1,20 @@
-"""Stage `evaluate`: every model x decoding setting of the arm -> eval/<label>/{results.jsonl, summary.json}.
+"""Stage `evaluate`: every model x decoding of the arm -> eval/<label>/{results.jsonl, summary.json}.
 
-Labels: ``base`` (base model at its official evaluation decoding; reused from `diagnose`), ``base_T<t>`` (the
-decode-only baseline: the base model at the training temperature with the training top-k/top-p, and at each
-`eval.temperature_sweep` value with the evaluation truncation), ``ssd`` and ``ssd_T<t>`` (the exported SSD model,
-unless arm=decode_only), ``round1`` (in round 2: round 1's SSD model), and ``eval/ssd/collapse.json`` (the anti-collapse battery, SSD vs base). Every label after
-the base is sliced by the base model's difficulty quartiles so per-difficulty deltas compare like with like.
+Labels (`evalrun.model_decodings`): ``base`` (the base model at its official evaluation decoding) and ``base_T<t>``
+(the decode-only baseline: the base model at the training decoding, and at each `eval.temperature_sweep` value),
+both produced by `diagnose` and reused here; ``ssd`` and ``ssd_T<t>`` for the sweep (the exported SSD model,
+unless arm=decode_only); ``round1`` (in round 2: round 1's SSD model); and ``eval/ssd/collapse.json`` (the
+anti-collapse battery, SSD vs base). Every label after the base is sliced by the base model's difficulty quartiles
+so per-difficulty deltas compare like with like.
 """
 from __future__ import annotations
-
-from dataclasses import replace
 
 from rich.table import Table
 
 from ..config import SSDConfig
 from ..evaluation.gate import load_collapse
-from ..generation.engine import Decoding, engine_options, shared_engine
-from ..generation.evalrun import evaluate_label, label_dir
+from ..generation.engine import engine_options, shared_engine
+from ..generation.evalrun import BASE_LABEL, evaluate_labels, label_dir, model_decodings
 from ..models.base_model import resolve_base_model
 from ..rounds import latest_export
 from ..rundir import atomic_write_json
@@ -23,42 +22,25 @@ from . import StageContext
 from .prompts import load_prompts
 
 
-def _fmt_t(t: float) -> str:
-    return f"{t:g}"
-
-
-def decodings(cfg: SSDConfig) -> dict[str, Decoding]:
-    """Suffix -> decoding: "" is the official setting, "_T<t>" the sweep (the training decoding included)."""
-    official = Decoding.from_config(cfg.eval)
-    out = {"": official}
-    train = Decoding.from_config(cfg.sample)
-    out[f"_T{_fmt_t(train.temperature)}"] = replace(train, max_tokens=official.max_tokens, stop=official.stop)
-    for t in cfg.eval.temperature_sweep:
-        out.setdefault(f"_T{_fmt_t(t)}", replace(official, temperature=t))
-    return out
-
-
 def run(cfg: SSDConfig, ctx: StageContext) -> dict:
     problems = load_prompts(ctx.run.path, "eval")
-    models = [("base", resolve_base_model(cfg.model))]
+    models = [(BASE_LABEL, resolve_base_model(cfg.model))]
     if cfg.round == 2:
         models.append(("round1", latest_export(cfg.prev_run_dir)))
     if cfg.arm != "decode_only":
         models.append(("ssd", latest_export(ctx.run.path)))
     summaries: dict[str, dict] = {}
-    difficulty_of = None
     for name, path in models:
-        engine = shared_engine(path, engine_options(cfg))
-        for suffix, decoding in decodings(cfg).items():
-            label = name + suffix
-            summaries[label] = evaluate_label(engine, label, problems, decoding, cfg=cfg, run_dir=ctx.run.path,
-                                              model_name=f"{cfg.model.name}:{name}", console=ctx.console,
-                                              difficulty_of=difficulty_of)
-            if label == "base":
-                difficulty_of = summaries["base"].get("difficulty_of")
+        decodings = model_decodings(cfg, name)
+        missing = [label for label in decodings if not (label_dir(ctx.run.path, label) / "summary.json").exists()]
+        engine = shared_engine(path, engine_options(cfg)) if missing else None  # no model load for reused labels
+        difficulty_of = summaries[BASE_LABEL].get("difficulty_of") if BASE_LABEL in summaries else None
+        summaries.update(evaluate_labels(engine, decodings, problems, cfg=cfg, run_dir=ctx.run.path,
+                                         model_name=f"{cfg.model.name}:{name}", console=ctx.console,
+                                         difficulty_of=difficulty_of))
     collapse = None
     if "ssd" in summaries:
-        collapse = load_collapse(ctx.run.path, "base", "ssd")
+        collapse = load_collapse(ctx.run.path, BASE_LABEL, "ssd")
         if collapse is not None:
             atomic_write_json(label_dir(ctx.run.path, "ssd") / "collapse.json", collapse)
     ctx.console.print(results_table(summaries, cfg))

@@ -4,13 +4,14 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from megatron_ssd.generation.engine import Decoding, VLLMEngine, engine_options
 from megatron_ssd.generation.seeds import shard_name, shards_of_engine
-from megatron_ssd.generation.sharded import generate_sharded
+from megatron_ssd.generation.sharded import GenerationJob, generate_jobs, generate_sharded
 from megatron_ssd.generation.shards import read_samples
 from megatron_ssd.models.base_model import resolve_base_model
 from megatron_ssd.rundir import RunDir
@@ -78,6 +79,18 @@ def test_seeded_samples_do_not_depend_on_batching(reference, tmp_path):
     generate_sharded(engine, problems, Decoding.from_config(cfg.sample), n=2, run_seed=cfg.seed, out_dir=tmp_path,
                      num_shards=3, shards=[0, 1, 2], max_inflight=64)
     assert key(read_samples(tmp_path)) == key(rows)
+
+
+def test_jobs_sharing_the_engine_pass_do_not_change_samples(reference, tmp_path):
+    """diagnose generates several eval labels in one continuous batch; each label must get what it gets alone."""
+    cfg, engine, problems, rows, _, _ = reference
+    train = Decoding.from_config(cfg.sample)
+    jobs = [GenerationJob("sample", problems, train, 2, cfg.seed, tmp_path / "a", 3, [0, 1, 2]),
+            GenerationJob("cooler", problems, replace(train, temperature=0.7), 1, cfg.seed, tmp_path / "b", 3,
+                          [0, 1, 2])]
+    generate_jobs(engine, jobs, max_inflight=64)
+    assert key(read_samples(tmp_path / "a")) == key(rows)
+    assert {r["temperature"] for r in read_samples(tmp_path / "b")} == {0.7}
 
 
 def test_partial_shard_is_redone_and_finished_ones_kept(reference, tmp_path):
