@@ -30,6 +30,10 @@ class TrainConfig:
     # megatron (vocab-parallel CE) | fused_linear_ce (our Triton kernel)
     loss_impl: str = "megatron"
     save_interval: int = 500
+    # The checkpoint at train.train_iters holds the optimizer state only when true. That state (fp32 main params +
+    # two Adam moments, 3x the fp32 weights) is needed only to train past train_iters; the SSD chain exports the
+    # weights. Intermediate checkpoints always hold it, so an interrupted run still resumes exactly.
+    save_final_optimizer: bool = True
     async_save: bool = False
     log_interval: int = 1
     seed: int = 1234

@@ -15,7 +15,8 @@ What one checkpoint holds:
     optimizer                     fp32 main params + Adam moments in the `fully_reshardable` distributed-
                                   optimizer format (model-space tensors), so a checkpoint saved under one
                                   TP/PP/DP layout resumes under another (the cheaper `dp_reshardable` format
-                                  reshards only across DP)
+                                  reshards only across DP). Left out of the final checkpoint with
+                                  train.save_final_optimizer=false: it then exports but cannot be trained on
     opt_param_scheduler           the LR/WD schedule position
     rng_state                     Python/NumPy/torch/CUDA generators and Megatron's RNG tracker, per (PP, TP)
                                   rank; restored only when the layout is unchanged (a resharded run has other
@@ -98,20 +99,21 @@ class Checkpointer:
         return {"dp_cp_group": ps.get_data_parallel_group(with_context_parallel=True)}
 
     def _sharded_state_dict(self, chunks, optimizer, scheduler, *, iteration: int, ssd: dict,
-                            is_loading: bool, with_rng: bool) -> dict:
+                            is_loading: bool, with_rng: bool, with_optimizer: bool = True) -> dict:
         from megatron.core import parallel_state as ps
         from megatron.core.dist_checkpointing.mapping import ShardedObject
 
         sd: dict[str, Any] = {}
         for key, chunk in zip(_model_keys(len(chunks)), chunks):
             sd[key] = gpt_of(chunk).sharded_state_dict(metadata=self._metadata())
-        if is_loading:
-            materialize_adam_state(optimizer)
-        sd["optimizer"] = optimizer.sharded_state_dict(
-            sd, is_loading=is_loading,
-            metadata={"distrib_optim_sharding_type": OPTIMIZER_FORMAT, "chained_optim_avoid_prefix": True,
-                      **self._metadata()},
-        )
+        if with_optimizer:
+            if is_loading:
+                materialize_adam_state(optimizer)
+            sd["optimizer"] = optimizer.sharded_state_dict(
+                sd, is_loading=is_loading,
+                metadata={"distrib_optim_sharding_type": OPTIMIZER_FORMAT, "chained_optim_avoid_prefix": True,
+                          **self._metadata()},
+            )
         sd["opt_param_scheduler"] = scheduler.state_dict()
         sd["iteration"] = iteration
         sd["checkpoint_version"] = CHECKPOINT_VERSION
@@ -137,7 +139,7 @@ class Checkpointer:
         return strategy
 
     # ---------------------------------------------------------------------------------------------- save
-    def save(self, iteration: int, chunks, optimizer, scheduler, ssd: dict) -> Path:
+    def save(self, iteration: int, chunks, optimizer, scheduler, ssd: dict, *, with_optimizer: bool = True) -> Path:
         """Collective. Writes iteration `iteration`; `latest` moves when the write is complete."""
         from megatron.core import dist_checkpointing
 
@@ -149,8 +151,9 @@ class Checkpointer:
                 shutil.rmtree(tmp)
             tmp.mkdir(parents=True)
         dist.barrier()
-        sd = self._sharded_state_dict(chunks, optimizer, scheduler, iteration=iteration, ssd=ssd,
-                                      is_loading=False, with_rng=True)
+        sd = self._sharded_state_dict(chunks, optimizer, scheduler, iteration=iteration,
+                                      ssd={**ssd, "optimizer_saved": with_optimizer}, is_loading=False, with_rng=True,
+                                      with_optimizer=with_optimizer)
         request = dist_checkpointing.save(sd, str(tmp), sharded_strategy=self._save_strategy(),
                                           async_sharded_save=self.async_save)
 
@@ -209,6 +212,10 @@ class Checkpointer:
         from megatron.core import dist_checkpointing
 
         common = self.read_common(path)
+        if common.get("ssd", {}).get("optimizer_saved") is False:
+            raise SSDError(f"{path}: this final checkpoint was saved without optimizer state "
+                           "(train.save_final_optimizer=false); it exports, but training cannot continue from it. "
+                           "Train with train.save_final_optimizer=true to extend a run past train.train_iters.")
         if "ssd" not in common or "optimizer" not in common:
             raise SSDError(f"{path}: not a megatron-ssd training checkpoint (no optimizer/ssd state); a converted "
                            "base model belongs in train/base, not train/ckpt.")

@@ -219,7 +219,9 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------- loop
     def _save(self) -> None:
-        path = self.checkpointer.save(self.iteration, self.chunks, self.optimizer, self.scheduler, self.data_state())
+        with_optimizer = self.t.save_final_optimizer or self.iteration < self.t.train_iters
+        path = self.checkpointer.save(self.iteration, self.chunks, self.optimizer, self.scheduler, self.data_state(),
+                                      with_optimizer=with_optimizer)
         self.metrics.event("checkpoint", iteration=self.iteration, path=str(path), async_save=self.checkpointer.async_save)
 
     def fit(self) -> dict[str, Any]:

@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 SSD = str(Path(sys.executable).parent / "ssd")
 TINY = ["data.max_train_prompts=4", "data.max_eval_problems=4", "sample.max_tokens=48", "eval.max_tokens=48",
         "eval.n=2", "eval.k=[1,2]", "eval.temperature_sweep=[]", "train.seq_length=512", "train.train_iters=2",
-        "train.global_batch_size=2", "train.lr_warmup_iters=1", "sample.enforce_eager=true",
+        "train.global_batch_size=2", "sample.enforce_eager=true",
         "cluster.wandb_mode=offline"]
 
 

@@ -182,6 +182,36 @@ def test_resume_at_the_same_layout_reproduces_the_uninterrupted_run_exactly(make
     assert summary["checkpoint"].endswith("iter_0000004")
 
 
+def test_final_checkpoint_without_optimizer_exports_the_trained_weights_and_refuses_training(
+        make_run, trainer_factory, assets, tmp_path):
+    """train.save_final_optimizer=false: intermediate checkpoints keep the optimizer (exact resume), the final one
+    holds the weights only; it exports to exactly the trained weights, and training on from it is refused."""
+    from safetensors.torch import load_file
+
+    from megatron_ssd.models.convert import megatron_to_hf
+
+    run = make_run()
+    cfg = h.config(run, **{"train.train_iters": 2, "train.save_interval": 1, "train.save_final_optimizer": False})
+    with trainer_factory(cfg) as tr:
+        tr.fit()
+        embedding = tr.chunks[0].module.embedding.word_embeddings.weight.detach().clone()
+    ckpt = run / "train" / "ckpt"
+
+    def size(d):
+        return sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+
+    # fp32 weights alone vs weights + fp32 main params + two Adam moments
+    assert size(ckpt / "iter_0000002") < 0.4 * size(ckpt / "iter_0000001")
+    out = megatron_to_hf(ckpt, tmp_path / "hf", hf_template=assets / "hf_tied", dtype="float32")
+    assert out["iteration"] == 2
+    exported = {k: v for f in Path(out["hf"]).glob("*.safetensors") for k, v in load_file(f).items()}
+    torch.testing.assert_close(exported["model.embed_tokens.weight"], embedding, rtol=0, atol=0)
+    longer = h.config(run, **{"train.train_iters": 3, "train.save_final_optimizer": False})
+    with pytest.raises(SSDError, match="saved without optimizer state"):
+        with trainer_factory(longer):
+            pass
+
+
 # --------------------------------------------------------------------------------------------- failures
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(make_run, monkeypatch):
     """An absurd learning rate blows the weights up after the first update; the second iteration's loss is
