@@ -84,6 +84,10 @@ setup(
             "ssd-convert=megatron_ssd.models.convert_cli:main",
             "ssd-eval-samples=megatron_ssd.evaluation.cli:main",
             "ssd-gate=megatron_ssd.evaluation.gate:main",
-        ]
+        ],
+        # Loaded by vLLM in each of its processes; patches only the CPU sampler (see the module's docstring).
+        "vllm.general_plugins": [
+            "megatron_ssd_cpu_topk_topp=megatron_ssd.generation.vllm_cpu_sampler:register",
+        ],
     },
 )
