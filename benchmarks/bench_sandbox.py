@@ -31,6 +31,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from machine_info import machine_info, package_versions
 from megatron_ssd.evaluation.isolation import IsolationWarning
 from megatron_ssd.evaluation.sandbox import SandboxConfig, SandboxJob, resolve_isolation, run_job
 
@@ -84,23 +85,15 @@ def measure(fn, executions: int, workers: int) -> dict[str, float]:
             "cpu_s_per_execution": round(cpu / executions, 4)}
 
 
-def machine_info() -> dict[str, object]:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+def sandbox_environment() -> dict[str, object]:
+    """What the sandbox's cost depends on beyond the machine: bubblewrap, the two Pythons, the user."""
     try:
         bwrap = subprocess.run(["bwrap", "--version"], capture_output=True, text=True).stdout.strip()
     except OSError:
         bwrap = None
     system_python = subprocess.run(["/usr/bin/python3", "--version"], capture_output=True, text=True).stdout.strip()
-    return {"cpu_model": model, "cpu_count": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)),
-            "kernel": platform.release(), "python_evaluator": platform.python_version(),
-            "python_sandbox": system_python, "bwrap": bwrap, "euid": os.geteuid(), "device": "cpu (no GPU)"}
+    return {"python_evaluator": platform.python_version(), "python_sandbox": system_python, "bwrap": bwrap,
+            "euid": os.geteuid()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,12 +127,13 @@ def main(argv: list[str] | None = None) -> int:
             cpu_overhead[f"{mode}/{workers}"] = round(r["cpu_s_per_execution"] - bare["cpu_s_per_execution"], 4)
     target = 0.2
     out = {"benchmark": "sandbox", "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-           "machine": machine_info(), "load_avg_before": load_before, "load_avg_after": os.getloadavg(),
+           "machine": machine_info(), "sandbox_environment": sandbox_environment(), "load_avg_before": load_before,
+           "load_avg_after": os.getloadavg(),
            "isolation_modes": configs, "results": results, "overhead_per_execution_s": overhead,
            "cpu_overhead_per_execution_s": cpu_overhead,
            "target_overhead_s": target, "meets_target": all(v <= target for k, v in overhead.items()
                                                              if k.startswith("bwrap/")),
-           "packages": {"megatron-ssd": _version("megatron-ssd")}, "argv": sys.argv[1:]}
+           "versions": package_versions("megatron-ssd"), "argv": sys.argv[1:]}
     for key, value in overhead.items():
         print(f"overhead {key}: {value * 1000:.0f} ms per execution (latency), "
               f"{cpu_overhead[key] * 1000:.0f} ms CPU")
@@ -148,15 +142,6 @@ def main(argv: list[str] | None = None) -> int:
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {path}")
     return 0
-
-
-def _version(name: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ import argparse
 import datetime as _dt
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -37,6 +36,8 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+
+from machine_info import machine_info, package_versions
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -97,39 +98,10 @@ CONFIGS = [
 ]
 
 
-def versions() -> dict:
-    from importlib import metadata
-
-    out = {"python": platform.python_version()}
-    for pkg in ("torch", "megatron-core", "transformers", "triton", "transformer-engine", "megatron-ssd"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-def device_info() -> tuple[str, dict]:
+def device_slug() -> str:
     import torch
 
-    if torch.cuda.is_available():
-        name = torch.cuda.get_device_name()
-        return name.split()[-1].lower(), {"name": name, "count": torch.cuda.device_count()}
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    flags = ""
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        pass
-    return "cpu", {"name": model, "cores": os.cpu_count(), "avx512_bf16": "avx512_bf16" in flags,
-                   "amx_bf16": "amx_bf16" in flags, "load_average_at_start": os.getloadavg()}
+    return torch.cuda.get_device_name().split()[-1].lower() if torch.cuda.is_available() else "cpu"
 
 
 def prepare(b: Bench, root: Path, seed: int = 0) -> Path:
@@ -226,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown configs: {sorted(unknown)} (see --list)")
     if device == "cpu" and any(b.device == "cuda" for b in CONFIGS if b.name in wanted):
         parser.error("GPU configurations need a CUDA device")
-    slug, dev = device_info()
+    slug, dev = device_slug(), machine_info()
     date = _dt.date.today().isoformat()
     out = Path(args.out) if args.out else RESULTS / f"train_step_{slug}_{date}.json"
     root = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="ssd-bench-train-"))
@@ -252,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "train_step",
         "device": dev,
         "date": date,
-        "versions": versions(),
+        "versions": package_versions("torch", "megatron-core", "transformers", "triton", "transformer-engine",
+                                     "megatron-ssd"),
         "flops_formula": "per token: 6*N_matmul + 12*L*(n_heads*d_head)*S_eff; S_eff = sum(len^2)/sum(len) over "
                          "packed documents; MFU = FLOPs/(step_s*devices)/peak (see benchmarks/bench_train_step.py)",
         "warmup_steps": args.warmup,
