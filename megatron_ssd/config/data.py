@@ -1,7 +1,7 @@
 """`data` group: prompt source, eval set, dedup/contamination, split, packing inputs."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -28,3 +28,6 @@ class DataConfig:
     contamination_ngram: int = 13
     # drop | keep (keep = only count them in the manifest)
     contamination_action: str = "drop"
+    # Verifier-aware arm only: the declared post-filters applied before the sandbox
+    # (`evaluation.postfilters`: empty_or_stub, truncated, looping); [] sends every sample to the tests.
+    postfilters: list[str] = field(default_factory=lambda: ["empty_or_stub", "truncated", "looping"])

@@ -71,6 +71,11 @@ def collect_errors(c: SSDConfig, stage_names: tuple[str, ...] = ()) -> list[str]
         e.append(f"data.contamination_ngram={d.contamination_ngram}: use at least 4 words (13 is standard).")
     if d.contamination_action not in ("drop", "keep"):
         e.append(f"data.contamination_action={d.contamination_action!r}: choose drop or keep.")
+    from ..evaluation.postfilters import DECLARED
+
+    unknown = [f for f in d.postfilters if f not in DECLARED]
+    if unknown:
+        e.append(f"data.postfilters={list(d.postfilters)}: unknown {unknown}; choose from {', '.join(DECLARED)}.")
     for key in ("max_train_prompts", "max_eval_problems"):
         v = getattr(d, key)
         if v is not None and v < 1:

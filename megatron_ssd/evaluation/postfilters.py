@@ -59,13 +59,13 @@ def is_looping(text: str, max_period: int = 64, min_repeats: int = 4, min_span: 
     return False
 
 
-def declared_filter(sample: Mapping[str, Any]) -> str | None:
-    """The first declared post-filter that drops this sample row (samples shard schema), or None."""
+def declared_filter(sample: Mapping[str, Any], enabled: tuple[str, ...] | list[str] = DECLARED) -> str | None:
+    """The first enabled post-filter (in `DECLARED` order) that drops this sample row, or None."""
     text = sample.get("text") or ""
-    if not text.strip() or is_stub(text):
+    if EMPTY_OR_STUB in enabled and (not text.strip() or is_stub(text)):
         return EMPTY_OR_STUB
-    if sample.get("finish_reason") == "length":
+    if TRUNCATED in enabled and sample.get("finish_reason") == "length":
         return TRUNCATED
-    if is_looping(text):
+    if LOOPING in enabled and is_looping(text):
         return LOOPING
     return None

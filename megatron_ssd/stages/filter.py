@@ -6,7 +6,8 @@ Writes filter/shard_XXXXX.parquet  - the same columns as the input shard, only t
        filter/meta.json             - totals: input, kept, dropped per filter, sandbox outcomes, isolation
 
 Order and attribution: each sample is dropped by the first rule that applies, so the counts add up to the input:
-the declared post-filters (`megatron_ssd.evaluation.postfilters`: empty/stub, truncated, looping), then
+the declared post-filters enabled in `data.postfilters` (`megatron_ssd.evaluation.postfilters`: empty/stub,
+truncated, looping; all by default), then
 `no_tests` (its problem has no tests: nothing can verify it), then `failed_tests` (any sandbox outcome other than
 passed; the outcome breakdown is in `outcomes`).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +71,8 @@ def run(cfg: SSDConfig, ctx: StageContext) -> dict[str, Any]:
             ctx.console.print(f"[dim]filter: {shard.name} already filtered "
                               f"({counts['kept']}/{counts['input']} kept)[/]")
         else:
-            counts = _filter_shard(shard, out_path, problems, sandbox_cfg, declared_filter, score_samples)
+            counts = _filter_shard(shard, out_path, problems, sandbox_cfg,
+                                   partial(declared_filter, enabled=tuple(cfg.data.postfilters)), score_samples)
             atomic_write_json(counts_path, counts)
             ctx.console.print(f"filter: {shard.name}: kept {counts['kept']}/{counts['input']} "
                               f"(dropped {counts['dropped']})")
@@ -81,6 +84,7 @@ def run(cfg: SSDConfig, ctx: StageContext) -> dict[str, Any]:
         modes.update(counts["isolation"])
     dropped = {key: totals[f"dropped.{key}"] for key in (*DECLARED, NO_TESTS, FAILED_TESTS)}
     summary = {"input": totals["input"], "kept": totals["kept"], "dropped": dropped,
+               "postfilters": list(cfg.data.postfilters),
                "keep_rate": totals["kept"] / totals["input"] if totals["input"] else 0.0,
                "outcomes": dict(sorted(outcomes.items())), "isolation": sorted(modes) or [isolation],
                "num_shards": len(shards)}

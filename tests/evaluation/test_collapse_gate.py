@@ -131,3 +131,6 @@ def test_declared_post_filters():
     assert declared_filter({"text": "def f(x):\n    return x\n", "finish_reason": "length"}) == "truncated"
     assert declared_filter({"text": "def f(x):\n    return x\n" + "x = 1\n" * 30}) == "looping"
     assert declared_filter({"text": "def f(x):\n    return x\n", "finish_reason": "stop"}) is None
+    cut = {"text": "def f(x):\n    return x\n" + "x = 1\n" * 30, "finish_reason": "length"}
+    assert declared_filter(cut) == "truncated" and declared_filter(cut, enabled=("looping",)) == "looping"
+    assert declared_filter(cut, enabled=()) is None

@@ -68,6 +68,30 @@ def test_filter_stage_keeps_passing_samples_and_counts_every_drop(tmp_path):
     assert filter_stage.run(cfg, ctx)["kept"] == 2
 
 
+def test_filter_stage_with_post_filters_switched_off(tmp_path):
+    """data.postfilters=[]: the truncated-but-correct sample reaches the sandbox and is kept; the stub and the
+    looping sample are judged by their tests alone."""
+    run = make_run(tmp_path)
+    cfg = SSDConfig()
+    cfg.eval.timeout_s = 10.0
+    cfg.data.postfilters = []
+    summary = filter_stage.run(cfg, StageContext(run=run, console=Console(quiet=True)))
+    assert summary["postfilters"] == [] and summary["kept"] == 4
+    assert summary["dropped"] == {"empty_or_stub": 0, "truncated": 0, "looping": 0, "no_tests": 1, "failed_tests": 2}
+    kept0 = pq.read_table(run.path / "filter" / "shard_00000.parquet").column("sample_idx").to_pylist()
+    assert kept0 == [0, 3]
+
+
+def test_unknown_post_filter_is_a_config_error():
+    from megatron_ssd.config import validate
+    from megatron_ssd.errors import ConfigError
+
+    cfg = SSDConfig()
+    cfg.data.postfilters = ["truncated", "too_long"]
+    with pytest.raises(ConfigError, match=r"data.postfilters=.*unknown \['too_long'\]"):
+        validate(cfg)
+
+
 def test_filter_stage_errors(tmp_path):
     run = RunDir(tmp_path / "empty")
     run.path.mkdir()
