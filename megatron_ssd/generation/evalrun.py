@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from rich.console import Console
 
@@ -48,7 +48,7 @@ def model_decodings(cfg: Any, model: str) -> dict[str, Decoding]:
 
 
 def evaluate_labels(
-    engine: VLLMEngine | None,
+    load_engine: Callable[[], VLLMEngine],
     decodings: Mapping[str, Decoding],
     problems: list[Problem],
     *,
@@ -59,8 +59,8 @@ def evaluate_labels(
     difficulty_of: Mapping[str, str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """label -> summary for every (label, decoding) of one model. Labels are summarised in the given order; after
-    ``base`` its difficulty quartiles slice the labels that follow. `engine` may be None when every label is
-    already evaluated."""
+    ``base`` its difficulty quartiles slice the labels that follow. `load_engine` is called only when a label
+    still needs generating, so rerunning a finished evaluation loads no model."""
     e = cfg.eval
     summaries: dict[str, dict[str, Any]] = {}
     todo = []
@@ -75,8 +75,7 @@ def evaluate_labels(
     jobs = [GenerationJob(f"eval {label}", problems, decodings[label], e.n, cfg.seed + EVAL_SEED_OFFSET,
                           label_dir(run_dir, label) / "samples", shards, list(range(shards))) for label in todo]
     if jobs:
-        assert engine is not None, f"labels {todo} need generating but no engine was given"
-        generate_jobs(engine, jobs, max_inflight=cfg.sample.max_inflight_requests, console=console)
+        generate_jobs(load_engine(), jobs, max_inflight=cfg.sample.max_inflight_requests, console=console)
     if BASE_LABEL in summaries:
         difficulty_of = summaries[BASE_LABEL].get("difficulty_of")
     for label in todo:

@@ -7,7 +7,8 @@ survive top-p, and sorting 49K-152K entries per row is wasted work: on 2 cores i
 module computes the same mask from `torch.topk(max k)`, with vLLM's own rule (ascending cumulative probability of
 the renormalised top-k set, drop while <= 1 - p, never the largest), and falls back to vLLM's function whenever a
 row has no top-k (or the logits are not fp32, which vLLM's sampler always converts them to). The result equals
-vLLM's bit for bit on fp32 logits (tests/foundation/test_vllm_cpu_sampler.py). GPUs use vLLM's FlashInfer/Triton samplers and are not touched.
+vLLM's bit for bit on fp32 logits (tests/foundation/test_vllm_cpu_sampler.py). GPUs use vLLM's FlashInfer/Triton
+samplers and are not touched.
 
 vLLM runs its sampler in a worker process it spawns itself, so the patch is applied through vLLM's plugin
 mechanism: the `vllm.general_plugins` entry point `megatron_ssd_cpu_topk_topp` (setup.py), which vLLM loads in

@@ -10,6 +10,8 @@ in one continuous batch, and the `evaluate` stage reuses them instead of loading
 """
 from __future__ import annotations
 
+from functools import partial
+
 from rich.table import Table
 
 from ..config import SSDConfig
@@ -24,9 +26,9 @@ from .prompts import load_prompts
 
 def run(cfg: SSDConfig, ctx: StageContext) -> dict:
     problems = load_prompts(ctx.run.path, "eval")
-    engine = shared_engine(resolve_base_model(cfg.model), engine_options(cfg))
-    summaries = evaluate_labels(engine, model_decodings(cfg, BASE_LABEL), problems, cfg=cfg, run_dir=ctx.run.path,
-                                model_name=f"{cfg.model.name}:base", console=ctx.console)
+    load_engine = partial(shared_engine, resolve_base_model(cfg.model), engine_options(cfg))
+    summaries = evaluate_labels(load_engine, model_decodings(cfg, BASE_LABEL), problems, cfg=cfg,
+                                run_dir=ctx.run.path, model_name=f"{cfg.model.name}:base", console=ctx.console)
     summary = summaries[BASE_LABEL]
     prompts_info = (ctx.run.read_manifest() or {}).get("data", {}).get("prompts", {})
     verdict = decide(summary, gap_threshold_pp=cfg.eval.gap_threshold_pp,

@@ -9,6 +9,8 @@ so per-difficulty deltas compare like with like.
 """
 from __future__ import annotations
 
+from functools import partial
+
 from rich.table import Table
 
 from ..config import SSDConfig
@@ -32,10 +34,9 @@ def run(cfg: SSDConfig, ctx: StageContext) -> dict:
     summaries: dict[str, dict] = {}
     for name, path in models:
         decodings = model_decodings(cfg, name)
-        missing = [label for label in decodings if not (label_dir(ctx.run.path, label) / "summary.json").exists()]
-        engine = shared_engine(path, engine_options(cfg)) if missing else None  # no model load for reused labels
         difficulty_of = summaries[BASE_LABEL].get("difficulty_of") if BASE_LABEL in summaries else None
-        summaries.update(evaluate_labels(engine, decodings, problems, cfg=cfg, run_dir=ctx.run.path,
+        load_engine = partial(shared_engine, path, engine_options(cfg))  # loaded only if a label is missing
+        summaries.update(evaluate_labels(load_engine, decodings, problems, cfg=cfg, run_dir=ctx.run.path,
                                          model_name=f"{cfg.model.name}:{name}", console=ctx.console,
                                          difficulty_of=difficulty_of))
     collapse = None
