@@ -56,7 +56,7 @@ GPU = [
     "wandb",
     "matplotlib",
 ]
-DEV = ["pytest", "pytest-timeout"]
+DEV = ["pytest", "pytest-timeout", "hypothesis", "import-linter"]
 
 setup(
     name="megatron-ssd",
@@ -83,7 +83,7 @@ setup(
             "ssd=megatron_ssd.launch.cli:main",
             "ssd-convert=megatron_ssd.models.convert_cli:main",
             "ssd-eval-samples=megatron_ssd.evaluation.cli:main",
-            "ssd-gate=megatron_ssd.evaluation.gate:main",
+            "ssd-gate=megatron_ssd.evaluation.decisions.gate:main",
         ],
         # Loaded by vLLM in each of its processes; patches only the CPU sampler (see the module's docstring).
         "vllm.general_plugins": [

@@ -32,8 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from machine_info import machine_info, package_versions
-from megatron_ssd.evaluation.isolation import IsolationWarning
-from megatron_ssd.evaluation.sandbox import SandboxConfig, SandboxJob, resolve_isolation, run_job
+from megatron_ssd.evaluation.sandbox.isolation import IsolationWarning
+from megatron_ssd.evaluation.sandbox.runner import SandboxConfig, SandboxJob, resolve_isolation, run_job
 
 PROGRAM = "def f(x):\n    return 2 * x\n"
 TESTS = ("def check(candidate):\n    assert candidate(1) == 2\n    assert candidate(2) == 4\n"
@@ -57,8 +57,8 @@ def sandbox_once(cfg: SandboxConfig) -> float:
     job = SandboxJob(style="humaneval", program=PROGRAM, test_code=TESTS, entry_point="f")
     start = time.perf_counter()
     result = run_job(job, cfg)
-    if result.verdict.outcome != "passed":
-        raise RuntimeError(f"benchmark job did not pass: {result.verdict}")
+    if result.sample_outcome.outcome != "passed":
+        raise RuntimeError(f"benchmark job did not pass: {result.sample_outcome}")
     if result.isolation == "bwrap" and result.cpu_s is not None:
         INTERIOR_CPU.append(result.cpu_s)
     return time.perf_counter() - start

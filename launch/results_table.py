@@ -11,7 +11,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from megatron_ssd.config import SSDConfig
-from megatron_ssd.evaluation.results import paired_passk
+from megatron_ssd.evaluation.scoring import paired_passk
 
 
 def _load(path: Path) -> Any:

@@ -1,7 +1,7 @@
 """Rounds of SSD: round 2 samples from and fine-tunes round 1's SSD model on a fresh prompt pool.
 
 The paper stops after one round; a second round is only worth GPU-hours when the first one demonstrably helped
-and did not collapse, so a round-2 run is refused unless round 1 passes the gate (`evaluation.gate`): a pass@1 lift
+and did not collapse, so a round-2 run is refused unless round 1 passes the gate (`evaluation.decisions.gate`): a pass@1 lift
 of at least `eval.gate_min_lift_pp` with a CI that excludes no-change, and every collapse probe within tolerance.
 Round 2 keeps round 1's held-out set (so the rounds compare on the same problems) and excludes every prompt round 1
 trained on.
@@ -38,7 +38,7 @@ def policy_model(cfg: SSDConfig) -> Path:
 
 def check_round2_gate(cfg: SSDConfig) -> dict:
     """Raise with the gate's reasons unless round 1 (cfg.prev_run_dir) passes; return the gate result."""
-    from .evaluation.gate import gate_run_dir
+    from .evaluation.decisions.gate import gate_run_dir
 
     prev = _prev(cfg)
     try:

@@ -29,9 +29,9 @@ from ..errors import DataError, SSDError
 from ..prompts.readers import read_rows
 from ..prompts.sources import load_source
 from ..rundir import atomic_write_json, atomic_write_text
-from .isolation import FALLBACK
-from .results import score_samples, summarize
-from .sandbox import SandboxConfig, resolve_isolation
+from .sandbox.isolation import FALLBACK
+from .scoring import score_samples, summarize
+from .sandbox.runner import SandboxConfig, resolve_isolation
 
 TEXT_FIELDS = ("completion", "response", "text")
 ID_FIELDS = ("task_id", "prompt_id")
@@ -82,7 +82,7 @@ def load_problems(spec: str, kind: str | None, date_start: str = "", date_end: s
     return load_source(kind, str(path), date_start=date_start, date_end=date_end)
 
 
-def read_samples(path: Path) -> tuple[list[dict[str, Any]], bool]:
+def read_sample_file(path: Path) -> tuple[list[dict[str, Any]], bool]:
     """Sample records in the schema `score_samples` takes, and whether they are human-eval completions."""
     records: list[dict[str, Any]] = []
     modes: set[str] = set()
@@ -129,7 +129,7 @@ def run(argv: list[str] | None = None, console: Console | None = None) -> dict[s
     ks = parse_ks(args.k)
     samples_path = Path(args.samples)
     problems = load_problems(args.problems, args.problems_kind, args.date_start, args.date_end)
-    records, completion = read_samples(samples_path)
+    records, completion = read_sample_file(samples_path)
     cfg = SandboxConfig(workers=args.workers, timeout_s=args.timeout, memory_mb=args.memory_mb,
                         isolation=args.isolation)
     isolation = resolve_isolation(cfg)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import ast
 from typing import Any, Mapping
 
-from .collapse import tokenize
+from .decisions.collapse import tokenize
 from .extract import extract_code
 
 EMPTY_OR_STUB = "empty_or_stub"

@@ -16,8 +16,8 @@ from typing import Any, Callable, Mapping
 
 from rich.console import Console
 
-from ..evaluation.results import score_samples, summarize
-from ..evaluation.sandbox import SandboxConfig
+from ..evaluation.scoring import score_samples, summarize
+from ..evaluation.sandbox.runner import SandboxConfig
 from ..problems import Problem
 from ..rundir import atomic_path, atomic_write_json
 from .engine import Decoding, VLLMEngine

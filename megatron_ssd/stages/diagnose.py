@@ -1,6 +1,6 @@
 """Stage `diagnose`: the base model on the held-out set -> diagnose/verdict.json and eval/base*/.
 
-The precondition test of SSD (DESIGN.md §7, `evaluation.verdict`): SSD can only sharpen what the model already
+The precondition test of SSD (DESIGN.md §7, `evaluation.decisions.verdict`): SSD can only sharpen what the model already
 samples, so the pass@k − pass@1 gap of the base model, measured before any GPU-hours go into sampling and training,
 says whether there is room (GO-SSD), whether only the verifier-aware arm is worth it, or what to do instead.
 
@@ -15,7 +15,7 @@ from functools import partial
 from rich.table import Table
 
 from ..config import SSDConfig
-from ..evaluation.verdict import decide
+from ..evaluation.decisions.verdict import decide
 from ..generation.engine import engine_options, shared_engine
 from ..generation.evalrun import BASE_LABEL, evaluate_labels, model_decodings, passk_line
 from ..models.base_model import resolve_base_model

@@ -14,7 +14,7 @@ from functools import partial
 from rich.table import Table
 
 from ..config import SSDConfig
-from ..evaluation.gate import load_collapse
+from ..evaluation.decisions.gate import load_collapse
 from ..generation.engine import engine_options, shared_engine
 from ..generation.evalrun import BASE_LABEL, evaluate_labels, label_dir, model_decodings
 from ..models.base_model import resolve_base_model

@@ -28,7 +28,7 @@ from ..problems import Problem
 from ..rundir import atomic_path, atomic_write_json
 from . import StageContext
 
-NO_TESTS = "no_tests"
+DROPPED_NO_TESTS = "no_tests"
 FAILED_TESTS = "failed_tests"
 
 
@@ -50,8 +50,8 @@ def load_prompt_problems(path: Path) -> dict[str, Problem]:
 
 def run(cfg: SSDConfig, ctx: StageContext) -> dict[str, Any]:
     from ..evaluation.postfilters import DECLARED, declared_filter
-    from ..evaluation.results import score_samples
-    from ..evaluation.sandbox import SandboxConfig, resolve_isolation
+    from ..evaluation.scoring import score_samples
+    from ..evaluation.sandbox.runner import SandboxConfig, resolve_isolation
 
     run_dir = ctx.run.path
     shards = sorted((run_dir / "samples").glob("shard_*.parquet"))
@@ -82,7 +82,7 @@ def run(cfg: SSDConfig, ctx: StageContext) -> dict[str, Any]:
             totals[f"dropped.{key}"] += value
         outcomes.update(counts["outcomes"])
         modes.update(counts["isolation"])
-    dropped = {key: totals[f"dropped.{key}"] for key in (*DECLARED, NO_TESTS, FAILED_TESTS)}
+    dropped = {key: totals[f"dropped.{key}"] for key in (*DECLARED, DROPPED_NO_TESTS, FAILED_TESTS)}
     summary = {"input": totals["input"], "kept": totals["kept"], "dropped": dropped,
                "postfilters": list(cfg.data.postfilters),
                "keep_rate": totals["kept"] / totals["input"] if totals["input"] else 0.0,
@@ -116,7 +116,7 @@ def _filter_shard(shard: Path, out_path: Path, problems: dict[str, Problem], san
             raise DataError(f"row {i}: prompt_id {pid!r} is not in prompts/prompts.parquet.", path=str(shard))
         reason = declared_filter(row)
         if reason is None and not problems[pid].has_tests:
-            reason = NO_TESTS
+            reason = DROPPED_NO_TESTS
         if reason is not None:
             dropped[reason] += 1
             continue

@@ -1,7 +1,7 @@
 """Stage `report`: render report/report.md and report/report.html from everything the run directory holds.
 
 The layout it reads, and how missing arms are shown ("not run"), is documented in
-`megatron_ssd.evaluation.report`. Metrics also go to wandb with `cluster.wandb_mode` (offline by default).
+`megatron_ssd.evaluation.report.report`. Metrics also go to wandb with `cluster.wandb_mode` (offline by default).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from . import StageContext
 
 
 def run(cfg: SSDConfig, ctx: StageContext) -> dict[str, Any]:
-    from ..evaluation.report import render_report
+    from ..evaluation.report.report import render_report
 
     out_dir = ctx.run.stage_dir("report")
     result = render_report(ctx.run.path, out_dir, wandb_mode=cfg.cluster.wandb_mode,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from megatron_ssd.evaluation.sandbox import SandboxConfig
+from megatron_ssd.evaluation.sandbox.runner import SandboxConfig
 from megatron_ssd.problems import Problem
 
 from eval_toys import assert_problem, double_problem, functional_problem, stdin_problem

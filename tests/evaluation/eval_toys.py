@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from megatron_ssd.evaluation import isolation
+from megatron_ssd.evaluation.sandbox import isolation
 from megatron_ssd.problems import Problem, TestCase
 
 

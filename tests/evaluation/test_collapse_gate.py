@@ -5,11 +5,11 @@ import random
 
 import pytest
 
-from megatron_ssd.evaluation import gate
-from megatron_ssd.evaluation.collapse import (CollapseThresholds, ngram_repetition, probe_stats, run_battery,
+from megatron_ssd.evaluation.decisions import gate
+from megatron_ssd.evaluation.decisions.collapse import (CollapseThresholds, ngram_repetition, probe_stats, run_battery,
                                               self_bleu, sentence_bleu, tokenize)
 from megatron_ssd.evaluation.postfilters import declared_filter, is_looping, is_stub
-from megatron_ssd.evaluation.results import summarize
+from megatron_ssd.evaluation.scoring import summarize
 from megatron_ssd.problems import Problem
 
 

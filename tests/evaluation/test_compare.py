@@ -1,5 +1,5 @@
 """Output comparison rules (outside the sandbox)."""
-from megatron_ssd.evaluation.compare import json_value_matches, stdout_matches
+from megatron_ssd.evaluation.sandbox.compare import json_value_matches, stdout_matches
 
 
 def test_stdout_whitespace_normalised():

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from megatron_ssd.evaluation.results import score_samples
-from megatron_ssd.evaluation.sandbox import SandboxConfig
+from megatron_ssd.evaluation.scoring import score_samples
+from megatron_ssd.evaluation.sandbox.runner import SandboxConfig
 
 from eval_toys import double_problem, needs_bwrap, needs_root
 
@@ -136,7 +136,7 @@ def test_hostile_programs_bwrap(attack_env):
 
 
 @needs_root
-@pytest.mark.filterwarnings("ignore::megatron_ssd.evaluation.isolation.IsolationWarning")
+@pytest.mark.filterwarnings("ignore::megatron_ssd.evaluation.sandbox.isolation.IsolationWarning")
 def test_hostile_programs_fallback(attack_env):
     port, secret, forbidden = attack_env
     programs = {k: v for k, v in hostile_programs(port, secret, forbidden).items() if k not in FALLBACK_SKIP}

@@ -3,9 +3,9 @@ demanded."""
 import pytest
 
 from megatron_ssd.errors import SSDError
-from megatron_ssd.evaluation import isolation
-from megatron_ssd.evaluation.results import score_samples
-from megatron_ssd.evaluation.sandbox import SandboxConfig
+from megatron_ssd.evaluation.sandbox import isolation
+from megatron_ssd.evaluation.scoring import score_samples
+from megatron_ssd.evaluation.sandbox.runner import SandboxConfig
 
 from eval_toys import double_problem, needs_bwrap
 

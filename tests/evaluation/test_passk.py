@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from megatron_ssd.evaluation.passk import feasible_ks, pass_at_k, pass_at_k_array
+from megatron_ssd.evaluation.statistics.passk import feasible_ks, pass_at_k, pass_at_k_array
 
 
 def closed_form(n: int, c: int, k: int) -> float:

@@ -2,7 +2,7 @@
 import pytest
 
 from megatron_ssd.errors import DataError
-from megatron_ssd.evaluation.results import ROW_FIELDS, SCHEMA, paired_passk, score_samples, summarize
+from megatron_ssd.evaluation.scoring import ROW_FIELDS, SCHEMA, paired_passk, score_samples, summarize
 from megatron_ssd.problems import Problem
 
 

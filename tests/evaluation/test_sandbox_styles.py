@@ -1,8 +1,8 @@
 """Every problem style end to end through `score_samples` (real sandboxed processes)."""
 import pytest
 
-from megatron_ssd.evaluation.results import score_samples
-from megatron_ssd.evaluation.sandbox import SandboxConfig
+from megatron_ssd.evaluation.scoring import score_samples
+from megatron_ssd.evaluation.sandbox.runner import SandboxConfig
 
 from eval_toys import assert_problem, double_problem, functional_problem, stdin_problem
 

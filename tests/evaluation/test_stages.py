@@ -8,7 +8,7 @@ from rich.console import Console
 
 from megatron_ssd.config import SSDConfig
 from megatron_ssd.errors import SSDError
-from megatron_ssd.evaluation.results import summarize
+from megatron_ssd.evaluation.scoring import summarize
 from megatron_ssd.problems import Problem
 from megatron_ssd.rundir import RunDir
 from megatron_ssd.stages import StageContext
@@ -173,7 +173,7 @@ def test_report_tolerates_an_empty_run(tmp_path):
 
 @pytest.mark.slow
 def test_report_logs_to_wandb_offline(tmp_path):
-    from megatron_ssd.evaluation.report import render_report
+    from megatron_ssd.evaluation.report.report import render_report
 
     run_dir = tmp_path / "run"
     ids = [f"p{i}" for i in range(8)]

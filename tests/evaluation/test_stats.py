@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from megatron_ssd.evaluation.stats import (QUARTILE_LABELS, bootstrap_means, difficulty_quartiles, mean_ci,
+from megatron_ssd.evaluation.statistics.bootstrap import (QUARTILE_LABELS, bootstrap_means, difficulty_quartiles, mean_ci,
                                            paired_bootstrap)
 
 

@@ -1,6 +1,6 @@
 """The precondition verdict rules on constructed base-model summaries."""
-from megatron_ssd.evaluation.results import summarize
-from megatron_ssd.evaluation.verdict import GO_OTHER, GO_SSD, GO_VERIFIER_AWARE, decide
+from megatron_ssd.evaluation.scoring import summarize
+from megatron_ssd.evaluation.decisions.verdict import GO_OTHER, GO_SSD, GO_VERIFIER_AWARE, decide
 from megatron_ssd.problems import Problem
 
 

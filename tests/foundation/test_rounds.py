@@ -10,7 +10,7 @@ import pytest
 from megatron_ssd.config import SSDConfig
 from megatron_ssd.config.validate import collect_errors
 from megatron_ssd.errors import SSDError
-from megatron_ssd.evaluation.results import summarize
+from megatron_ssd.evaluation.scoring import summarize
 from megatron_ssd.problems import Problem
 from megatron_ssd.rounds import check_round2_gate
 from megatron_ssd.rundir import RunDir, atomic_write_json

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import re
 
-from ..problems import Problem
-from .extract import COMPLETION, Extraction, extract_code, humaneval_program
-from .sandbox import SandboxJob
+from ...problems import Problem
+from ..extract import COMPLETION, Extraction, extract_code, humaneval_program
+from .runner import SandboxJob
 
 _SOLUTION_CLASS = re.compile(r"^\s*class\s+Solution\b", re.MULTILINE)
 

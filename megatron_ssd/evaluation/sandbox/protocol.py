@@ -31,7 +31,7 @@ NO_TESTS = "no-tests"  # not executed: the problem has no tests (counted, never 
 
 
 @dataclass
-class Verdict:
+class SampleOutcome:
     outcome: str
     reason: str = ""
     failed_case: int | None = None
@@ -43,14 +43,14 @@ class Verdict:
 
 
 @dataclass
-class Judge:
-    """Consumes harness records as they stream in; `feed` returns True once the verdict is final."""
+class ProtocolDecoder:
+    """Consumes harness records as they stream in; `feed` returns True once the outcome is final."""
 
     style: str
     expected: list[str] = field(default_factory=list)
     nonce: str = ""
     case_timeout_s: float = 0.0
-    verdict: Verdict | None = None
+    sample_outcome: SampleOutcome | None = None
     ready: bool = False
     done: bool = False
     completed: bool = False
@@ -65,7 +65,7 @@ class Judge:
         ev = rec.get("ev")
         if ev == "spawned" and isinstance(rec.get("pgid"), int):
             self.pgids.append(rec["pgid"])
-        if self.verdict is not None:
+        if self.sample_outcome is not None:
             return True
         if ev == "ready":
             self.ready = True
@@ -88,11 +88,11 @@ class Judge:
                     self.cpu_s = float(rec["cpu_s"])
         else:
             self._decide("sandbox-violation", f"unexpected record on the result channel: {preview(str(rec), 80)}")
-        return self.verdict is not None
+        return self.sample_outcome is not None
 
     def _decide(self, outcome: str, reason: str, case: int | None = None, infra: bool = False) -> None:
-        if self.verdict is None:
-            self.verdict = Verdict(outcome, reason, case, infra)
+        if self.sample_outcome is None:
+            self.sample_outcome = SampleOutcome(outcome, reason, case, infra)
 
     def _message(self, m: dict[str, Any]) -> None:
         ev, i = m.get("ev"), m.get("i")
@@ -186,30 +186,30 @@ class Judge:
                                    f"{preview(got, 60)!r}", case)
 
     # ------------------------------------------------------------------------------------------ finishing
-    def finish(self, *, timed_out: bool, returncode: int | None, start_error: str = "") -> Verdict:
-        if self.verdict is not None:
-            return self.verdict
+    def finish(self, *, timed_out: bool, returncode: int | None, start_error: str = "") -> SampleOutcome:
+        if self.sample_outcome is not None:
+            return self.sample_outcome
         if timed_out:
-            return Verdict("timeout", "the evaluator's wall-clock limit fired; the whole sandbox was killed")
+            return SampleOutcome("timeout", "the evaluator's wall-clock limit fired; the whole sandbox was killed")
         if not self.ready:
-            return Verdict("crash", f"the sandbox did not start: {start_error or 'no output'}", infra=True)
+            return SampleOutcome("crash", f"the sandbox did not start: {start_error or 'no output'}", infra=True)
         if self.harness_error:
-            return Verdict("crash", f"harness error: {self.harness_error}", infra=self.harness_error_retryable)
+            return SampleOutcome("crash", f"harness error: {self.harness_error}", infra=self.harness_error_retryable)
         if not self.done:
-            return Verdict("sandbox-violation", "the harness ended without its final record (exit status "
+            return SampleOutcome("sandbox-violation", "the harness ended without its final record (exit status "
                                                 f"{returncode}); the program probably killed or starved it")
         if self.style in ("humaneval", "assert"):
             if self.completed:
-                return Verdict("passed")
-            return Verdict("failed", "the tests did not complete")
+                return SampleOutcome("passed")
+            return SampleOutcome("failed", "the tests did not complete")
         missing = [i for i in range(len(self.expected)) if i not in self.cases_ok]
         if not self.expected:
-            return Verdict("crash", "the problem has no test cases to run")
+            return SampleOutcome("crash", "the problem has no test cases to run")
         if missing:
-            return Verdict("failed", f"test {missing[0]} produced no result", missing[0])
+            return SampleOutcome("failed", f"test {missing[0]} produced no result", missing[0])
         if self.style == "functional" and not self.completed:
-            return Verdict("failed", "the program did not finish the test cases")
-        return Verdict("passed")
+            return SampleOutcome("failed", "the program did not finish the test cases")
+        return SampleOutcome("passed")
 
 
 def _error_reason(m: dict[str, Any], at: str) -> str:

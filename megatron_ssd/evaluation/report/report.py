@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..rundir import atomic_write_bytes, atomic_write_json, atomic_write_text
+from ...rundir import atomic_write_bytes, atomic_write_json, atomic_write_text
 from . import plots
-from .results import paired_passk
+from ..scoring import paired_passk
 
 SWEEP = re.compile(r"^(base|ssd)_T([0-9]+(?:\.[0-9]+)?)$")
 GPU_STAGES = ("diagnose", "sample", "train", "export", "evaluate")
@@ -104,7 +104,7 @@ def load_run(run_dir: str | Path) -> RunData:
         if isinstance(done, dict):
             data.stages[stage_dir.name] = done
     if "ssd" in data.summaries and "base" in data.summaries:
-        from .gate import load_collapse
+        from ..decisions.gate import load_collapse
 
         try:
             data.collapse = load_collapse(run_dir, "base", "ssd")
@@ -401,7 +401,7 @@ def _gate(doc: Doc, data: RunData, metrics: dict[str, Any]) -> None:
     if "base" not in data.summaries or "ssd" not in data.summaries:
         doc.p("not run (needs eval/base and eval/ssd).")
         return
-    from .gate import _configured_min_lift, evaluate_gate
+    from ..decisions.gate import _configured_min_lift, evaluate_gate
 
     try:
         g = evaluate_gate(data.summaries["base"], data.summaries["ssd"], data.collapse,

@@ -25,7 +25,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import SSDError
+from ...errors import SSDError
 
 BWRAP = "bwrap"
 FALLBACK = "fallback-rlimits"

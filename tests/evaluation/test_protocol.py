@@ -1,11 +1,11 @@
 """Outcome classification from harness record streams (no processes involved)."""
 import signal
 
-from megatron_ssd.evaluation.judge import Judge
+from megatron_ssd.evaluation.sandbox.protocol import ProtocolDecoder
 
 
 def run(style, records, expected=(), nonce="n0", **finish):
-    judge = Judge(style, list(expected), nonce, 2.0)
+    judge = ProtocolDecoder(style, list(expected), nonce, 2.0)
     for rec in records:
         if judge.feed(rec):
             break

@@ -25,8 +25,8 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .passk import pass_at_k_array
-from .stats import paired_bootstrap
+from ..statistics.passk import pass_at_k_array
+from ..statistics.bootstrap import paired_bootstrap
 
 GO_SSD = "GO-SSD"
 GO_VERIFIER_AWARE = "GO-VERIFIER-AWARE-SSD"

@@ -23,8 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import SSDError
-from .results import paired_passk
+from ...errors import SSDError
+from ..scoring import paired_passk
 
 DEFAULT_MIN_LIFT_PP = 2.0
 

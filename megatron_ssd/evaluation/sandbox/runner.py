@@ -1,7 +1,7 @@
 """Run model-written programs: one sandboxed process tree per sample, many samples in parallel.
 
 `run_jobs(jobs, cfg)` executes `SandboxJob`s (built by `megatron_ssd.evaluation.programs`) with `cfg.workers`
-threads, each driving one sandbox at a time, and returns one `Verdict` per job (outcomes: `judge.py`).
+threads, each driving one sandbox at a time, and returns one `SampleOutcome` per job (outcomes: `decoder.py`).
 
 One run, step by step:
 1. The job (program, tests, test inputs, limits; never the expected outputs of stdin/functional problems) goes into
@@ -10,8 +10,8 @@ One run, step by step:
 2. The sandbox (`isolation.py`) starts ``/usr/bin/python3 -I -S -c <harness>``; the harness forks the child that runs
    the candidate under rlimits (`harness.py`).
 3. This process reads stdout, stderr (both capped: anything beyond `outer_output_cap` is dropped, a flood kills
-   the sandbox) and the result records, feeding them to a `Judge`; it kills the whole process group once the
-   verdict is final (e.g. the first wrong answer), on the outer wall clock (`total_timeout + startup_slack_s`),
+   the sandbox) and the result records, feeding them to a `ProtocolDecoder`; it kills the whole process group once the
+   outcome is final (e.g. the first wrong answer), on the outer wall clock (`total_timeout + startup_slack_s`),
    or on a flood. With bwrap, killing the outer process tears down the sandbox's pid namespace and with it every
    process the program created; the fallback relies on the harness reaping them (it is a child subreaper).
 4. A sandbox that fails to start (no "ready" record, e.g. a transient EAGAIN from the process limit while another
@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from . import isolation as iso_mod
-from .judge import Judge, Verdict
+from .protocol import ProtocolDecoder, SampleOutcome
 
 HARNESS_PATH = Path(__file__).with_name("harness.py")
 
@@ -95,7 +95,7 @@ class SandboxJob:
 class Execution:
     """What came back from one sandbox run."""
 
-    verdict: Verdict
+    sample_outcome: SampleOutcome
     isolation: str
     duration_s: float
     attempts: int = 1
@@ -138,7 +138,7 @@ def run_job(job: SandboxJob, cfg: SandboxConfig, isolation: iso_mod.Isolation | 
     delay = 0.25
     for attempt in range(1, cfg.start_retries + 2):
         result = _execute_once(job, cfg, isolation)
-        if not result.verdict.infra or attempt > cfg.start_retries:
+        if not result.sample_outcome.infra or attempt > cfg.start_retries:
             result.attempts = attempt
             result.duration_s = round(time.monotonic() - start, 4)
             return result
@@ -162,7 +162,7 @@ def _job_payload(job: SandboxJob, cfg: SandboxConfig, isolation: iso_mod.Isolati
 def _execute_once(job: SandboxJob, cfg: SandboxConfig, isolation: iso_mod.Isolation) -> Execution:
     payload = _job_payload(job, cfg, isolation)
     nonce = secrets.token_hex(16)
-    judge = Judge(job.style, list(job.expected), nonce, cfg.timeout_s)
+    decoder = ProtocolDecoder(job.style, list(job.expected), nonce, cfg.timeout_s)
     job_file = tempfile.TemporaryFile()
     nonce_r, nonce_w = os.pipe()
     result_r, result_w = os.pipe()
@@ -193,22 +193,22 @@ def _execute_once(job: SandboxJob, cfg: SandboxConfig, isolation: iso_mod.Isolat
         try:
             proc = subprocess.Popen(argv, **popen_kw)
         except OSError as exc:
-            verdict = Verdict("crash", f"could not start the sandbox: {exc}", infra=True)
-            return Execution(verdict, isolation.mode, time.monotonic() - start)
+            outcome = SampleOutcome("crash", f"could not start the sandbox: {exc}", infra=True)
+            return Execution(outcome, isolation.mode, time.monotonic() - start)
         finally:
             os.close(result_w)
             os.close(nonce_r)
             job_file.close()
         outer_deadline = start + payload["total_timeout_s"] + cfg.startup_slack_s
-        timed_out, stdout, stderr = _pump(proc, result_r, judge, outer_deadline, cfg.outer_output_cap,
+        timed_out, stdout, stderr = _pump(proc, result_r, decoder, outer_deadline, cfg.outer_output_cap,
                                           max_record=payload["output_limit_bytes"] * 8 + (1 << 20))
-        if isolation.mode == iso_mod.FALLBACK and not judge.done:
-            _kill_groups_as_sandbox_user(judge.pgids, isolation)
+        if isolation.mode == iso_mod.FALLBACK and not decoder.done:
+            _kill_groups_as_sandbox_user(decoder.pgids, isolation)
         start_error = stderr.decode("utf-8", "replace").strip()[-500:]
-        verdict = judge.finish(timed_out=timed_out, returncode=proc.returncode, start_error=start_error)
-        return Execution(verdict, isolation.mode, time.monotonic() - start,
+        outcome = decoder.finish(timed_out=timed_out, returncode=proc.returncode, start_error=start_error)
+        return Execution(outcome, isolation.mode, time.monotonic() - start,
                          stdout=stdout.decode("utf-8", "replace")[-2000:], stderr=start_error[-2000:],
-                         cpu_s=judge.cpu_s)
+                         cpu_s=decoder.cpu_s)
     finally:
         if nonce_w != -1:
             os.close(nonce_w)
@@ -217,9 +217,9 @@ def _execute_once(job: SandboxJob, cfg: SandboxConfig, isolation: iso_mod.Isolat
             _remove_tree(workdir)
 
 
-def _pump(proc: subprocess.Popen, result_r: int, judge: Judge, deadline: float, cap: int,
+def _pump(proc: subprocess.Popen, result_r: int, decoder: ProtocolDecoder, deadline: float, cap: int,
           max_record: int) -> tuple[bool, bytes, bytes]:
-    """Read stdout/stderr/results until the sandbox ends, the judge is done, a flood, or the deadline.
+    """Read stdout/stderr/results until the sandbox ends, the decoder is done, a flood, or the deadline.
 
     Returns (outer wall clock fired, stdout head, stderr head). The process group is always dead on return.
     """
@@ -247,9 +247,9 @@ def _pump(proc: subprocess.Popen, result_r: int, judge: Judge, deadline: float, 
                     continue
                 if key.fd == result_r:
                     buf += data
-                    stop = _consume(buf, judge) or stop
+                    stop = _consume(buf, decoder) or stop
                     if len(buf) > max_record:
-                        judge.feed({"ev": "oversized"})
+                        decoder.feed({"ev": "oversized"})
                         stop = True
                 else:
                     out = captured[key.fd]
@@ -270,16 +270,16 @@ def _pump(proc: subprocess.Popen, result_r: int, judge: Judge, deadline: float, 
         proc.stderr.close()
     if not stop and not timed_out and buf:
         buf += b"\n"
-        _consume(buf, judge)
+        _consume(buf, decoder)
     return timed_out, bytes(captured[out_fd]), bytes(captured[err_fd])
 
 
-def _consume(buf: bytearray, judge: Judge) -> bool:
-    """Feed every complete line of `buf` to the judge (removing it); True once the verdict is final."""
+def _consume(buf: bytearray, decoder: ProtocolDecoder) -> bool:
+    """Feed every complete line of `buf` to the decoder (removing it); True once the outcome is final."""
     while True:
         nl = buf.find(b"\n")
         if nl < 0:
-            return judge.verdict is not None
+            return decoder.sample_outcome is not None
         line = bytes(buf[:nl])
         del buf[: nl + 1]
         if not line.strip():
@@ -290,7 +290,7 @@ def _consume(buf: bytearray, judge: Judge) -> bool:
             rec = {"ev": "garbled-record"}
         if not isinstance(rec, dict):
             rec = {"ev": "garbled-record"}
-        if judge.feed(rec):
+        if decoder.feed(rec):
             return True
 
 

@@ -44,12 +44,12 @@ import numpy as np
 
 from ..errors import DataError
 from ..problems import Problem
-from .isolation import FALLBACK
-from .judge import NO_TESTS
-from .passk import feasible_ks, pass_at_k_array
-from .programs import build_job
-from .sandbox import SandboxConfig, run_jobs
-from .stats import difficulty_quartiles, mean_ci
+from .sandbox.isolation import FALLBACK
+from .sandbox.protocol import NO_TESTS
+from .statistics.passk import feasible_ks, pass_at_k_array
+from .sandbox.jobs import build_job
+from .sandbox.runner import SandboxConfig, run_jobs
+from .statistics.bootstrap import difficulty_quartiles, mean_ci
 
 SCHEMA = "megatron-ssd/eval-summary/v1"
 ROW_FIELDS = ("prompt_id", "sample_idx", "passed", "outcome", "reason", "failed_case", "extraction", "isolation",
@@ -101,7 +101,7 @@ def score_samples(problems: Iterable[Problem] | Mapping[str, Problem], sample_re
             jobs.append(job)
             slots.append(i)
     for i, result in zip(slots, run_jobs(jobs, sandbox_cfg, progress=progress)):
-        v = result.verdict
+        v = result.sample_outcome
         rows[i].update(passed=v.passed, outcome=v.outcome, reason=v.reason, failed_case=v.failed_case,
                        isolation=result.isolation, duration_s=round(result.duration_s, 4), attempts=result.attempts)
     return rows
@@ -195,7 +195,7 @@ def per_problem_passk(summary: Mapping[str, Any], k: int) -> dict[str, float]:
 def paired_passk(summary_a: Mapping[str, Any], summary_b: Mapping[str, Any], k: int, ci_level: float = 0.95,
                  bootstrap_samples: int = 2000, seed: int = 0) -> dict[str, Any]:
     """Paired bootstrap of pass@k, model B minus model A, over the problems both summaries scored."""
-    from .stats import align, paired_bootstrap
+    from .statistics.bootstrap import align, paired_bootstrap
 
     ids, a, b = align(per_problem_passk(summary_a, k), per_problem_passk(summary_b, k))
     if not ids:

@@ -1,0 +1,1 @@
+"""The experiment report (report/report.md, report/report.html) and its figures."""
