@@ -24,7 +24,3 @@ class DataError(SSDError):
             where = f"{path}:{line}: " if line is not None else f"{path}: "
         super().__init__(where + message)
         self.path, self.line = path, line
-
-
-class StageUnavailable(SSDError):
-    """A pipeline stage that this build does not implement yet; never pretend it ran."""

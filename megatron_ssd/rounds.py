@@ -12,35 +12,21 @@ from pathlib import Path
 
 from .config import SSDConfig
 from .errors import SSDError
-
-
-def latest_export(run_dir: str | Path) -> Path:
-    """The HF folder the export stage last wrote, as its `export/hf/latest` pointer names it."""
-    root = Path(run_dir) / "export" / "hf"
-    pointer = root / "latest"
-    if not pointer.is_file():
-        raise SSDError(f"no exported model under {root}; run `ssd stage=export run_dir={run_dir}` first.")
-    folder = root / pointer.read_text().strip()
-    if not (folder / "config.json").exists():
-        raise SSDError(f"{pointer} names {folder.name}, which has no config.json; rerun "
-                       f"`ssd stage=export run_dir={run_dir}`.")
-    return folder
+from .evaluation.decisions.gate import gate_run_dir
+from .models.base_model import resolve_base_model
+from .rundir import RunDir
 
 
 def policy_model(cfg: SSDConfig) -> Path:
     """The model SSD samples from and starts training from: the base model, or round 1's SSD model in round 2."""
     if cfg.round == 2:
-        return latest_export(_prev(cfg))
-    from .models.base_model import resolve_base_model
-
+        return previous_round(cfg).latest_export()
     return resolve_base_model(cfg.model)
 
 
 def check_round2_gate(cfg: SSDConfig) -> dict:
     """Raise with the gate's reasons unless round 1 (cfg.prev_run_dir) passes; return the gate result."""
-    from .evaluation.decisions.gate import gate_run_dir
-
-    prev = _prev(cfg)
+    prev = previous_round(cfg).path
     try:
         result = gate_run_dir(prev)
     except (OSError, ValueError, SSDError) as exc:
@@ -52,10 +38,11 @@ def check_round2_gate(cfg: SSDConfig) -> dict:
     return result
 
 
-def _prev(cfg: SSDConfig) -> Path:
+def previous_round(cfg: SSDConfig) -> RunDir:
+    """Round 1's run directory (`prev_run_dir`), checked to be one."""
     if not cfg.prev_run_dir:
         raise SSDError("round=2 needs prev_run_dir=<the round-1 run directory>.")
-    prev = Path(cfg.prev_run_dir)
-    if not (prev / "manifest.json").exists():
-        raise SSDError(f"prev_run_dir={prev} is not a megatron-ssd run directory (no manifest.json).")
+    prev = RunDir(cfg.prev_run_dir)
+    if not prev.manifest_path.exists():
+        raise SSDError(f"prev_run_dir={prev.path} is not a megatron-ssd run directory (no manifest.json).")
     return prev

@@ -16,13 +16,12 @@ from __future__ import annotations
 import ast
 from typing import Any, Mapping
 
+from ..config.data import POSTFILTERS
 from .decisions.collapse import tokenize
 from .extract import extract_code
 
-EMPTY_OR_STUB = "empty_or_stub"
-TRUNCATED = "truncated"
-LOOPING = "looping"
-DECLARED = (EMPTY_OR_STUB, TRUNCATED, LOOPING)
+EMPTY_OR_STUB, TRUNCATED, LOOPING = POSTFILTERS
+DECLARED = POSTFILTERS
 
 
 def is_stub(text: str) -> bool:

@@ -2,9 +2,8 @@
 
   arch        HF config -> ArchInfo (supported families, vocab padding)
   provider    TransformerConfig, layer spec (TE or local), build_gpt_model / model_provider
-  layout      check_layout: a parallel layout against a model, with ConfigErrors naming the keys
   cpu_compat  apply_cpu_compat: megatron-core on CPU-only torch (gloo)
-  parallel    process groups for conversion jobs and tests (megatron_world, spawn)
+  parallel    process groups from a ParallelLayout (init_process_groups; megatron_world, spawn)
   mapping     the declarative HF <-> Megatron name mapping per architecture
   sharding    TP split/merge per parameter kind
   weights     load_hf_weights / export_hf_tensors between a GPTModel and HF tensors

@@ -27,15 +27,15 @@ from typing import Any
 
 import torch
 
-from ..config.parallel import ParallelConfig
+from ..config.parallel import ParallelConfig, ParallelLayout
 from ..errors import SSDError
 from ..rundir import atomic_path, atomic_write_json
 from . import checkpoint as ckpt
 from .arch import ArchInfo, describe, load_hf_config, pad_vocab_size
 from .hf_io import HFReader, copy_non_weight_files, hf_dtype, write_hf_folder
-from .layout import check_layout
 from .parallel import spawn
-from .provider import as_dtype
+from .provider import as_dtype, build_gpt_model
+from .weights import export_hf_tensors, load_hf_weights
 
 TEMPLATE_DIR = "hf_template"  # non-weight files of the source HF folder, kept next to the checkpoint
 SUMMARY = "ssd_convert.json"
@@ -43,8 +43,6 @@ _IGNORABLE_HF = re.compile(r".*rotary_emb\.inv_freq$")
 
 
 def _build(hf_config: Any, parallel: ParallelConfig, dtype: torch.dtype, padded_vocab: int):
-    from .provider import build_gpt_model
-
     # Local spec everywhere: its checkpoint keys are those of the TE spec (megatron maps the fused-norm
     # names and makes SequentialMLP/TEGroupedMLP checkpoints interchangeable), and it needs no GPU.
     # No random init: every tensor is overwritten (load_hf_weights checks coverage).
@@ -60,8 +58,6 @@ def _hf_to_megatron_rank(src: str, tmp_root: str, dtype_name: str, padded: int, 
     info = describe(hf_config)
     tp, pp, ep = layout
     model = _build(hf_config, ParallelConfig(tensor=tp, pipeline=pp, expert=ep), as_dtype(dtype_name), padded)
-    from .weights import load_hf_weights
-
     reader = HFReader(src)
     used = load_hf_weights(model, reader, info)
     all_used: list[set[str]] = [set() for _ in range(dist.get_world_size())]
@@ -95,8 +91,8 @@ def hf_to_megatron(
     info = describe(src)
     HFReader(src)  # fail here, in the parent, on missing weights
     padded = pad_vocab_size(info.vocab_size, tp, make_vocab_size_divisible_by)
-    check_layout(info, ParallelConfig(tensor=tp, pipeline=pp, expert=ep), world_size=tp * pp * ep,
-                 padded_vocab_size=padded)
+    layout = ParallelLayout(world=tp * pp * ep, tensor=tp, pipeline=pp, expert=ep)
+    layout.validate(model=info, padded_vocab_size=padded)
     if (dst / ckpt.LATEST).exists() and not overwrite:
         raise SSDError(f"{dst}: already holds a converted checkpoint; remove it or pass overwrite/--force.")
     dtype = as_dtype(dtype) if dtype is not None else (hf_dtype(src) or torch.float32)
@@ -106,7 +102,7 @@ def hf_to_megatron(
         tmp.mkdir()
         copy_non_weight_files(src, tmp)
     spawn(_hf_to_megatron_rank, str(src), str(dst), dtype_name, padded, (tp, pp, ep), iteration,
-          tp=tp, pp=pp, ep=ep, cpu=True)
+          layout=layout, cpu=True)
     summary = {
         "source": str(src), "checkpoint": str(dst / ckpt.iter_dir_name(iteration)), "arch": info.arch,
         "tensor_parallel": tp, "pipeline_parallel": pp, "expert_parallel": ep, "dtype": dtype_name,
@@ -119,8 +115,6 @@ def hf_to_megatron(
 # ------------------------------------------------------------------------------------------ megatron -> hf
 def _megatron_to_hf_rank(ckpt_dir: str, out: str, template: str, dtype_name: str, padded: int,
                          ckpt_dtype_name: str) -> None:
-    from .weights import export_hf_tensors
-
     hf_config = load_hf_config(template)
     info = describe(hf_config)
     model = _build(hf_config, ParallelConfig(), as_dtype(ckpt_dtype_name), padded)

@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from .convert import hf_to_megatron, megatron_to_hf
+    from .convert import hf_to_megatron, megatron_to_hf  # torch + megatron load after parsing: --help stays instant
 
     try:
         if args.command == "hf-to-megatron":

@@ -13,7 +13,8 @@ import torch
 
 from ..config.train import TrainConfig
 from ..errors import ConfigError
-from .parallel import ParallelDims, on_gpu
+from ..models.parallel import ParallelDims, on_gpu
+from ..models.provider import build_gpt_model, transformer_config
 
 PRECISION_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -77,8 +78,6 @@ def build_model_chunks(hf_config: Any, parallel, dims: ParallelDims, train: Trai
     from megatron.core import tensor_parallel
     from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
     from megatron.core.transformer.module import Float16Module
-
-    from ..models.provider import build_gpt_model, transformer_config
 
     if train.precision not in PRECISION_DTYPES:
         raise ConfigError(f"train.precision={train.precision!r}: choose bf16, fp16 or fp32.")

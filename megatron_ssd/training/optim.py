@@ -13,6 +13,7 @@ import torch
 
 from ..config.train import TrainConfig
 from ..errors import ConfigError
+from .model import fp8_settings
 
 DECAY_STYLES = ("cosine", "linear", "constant", "inverse-square-root")
 
@@ -22,8 +23,6 @@ def optimizer_config(train: TrainConfig, *, distributed: bool):
 
     fp8_recipe = None
     if train.fp8:
-        from .model import fp8_settings
-
         fp8_recipe = fp8_settings(train.fp8)["fp8_recipe"]
     return OptimizerConfig(
         optimizer="adam",

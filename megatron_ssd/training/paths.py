@@ -1,7 +1,8 @@
-"""Where the train stage keeps its files in a run directory, and how the ranks get the resolved config.
+"""Where the train stage keeps its files in a run directory.
 
     <run>/pack/                      packed bins (stage `pack`), read by every rank
-    <run>/train/config.yaml          the resolved SSDConfig the launcher wrote; ranks read it (never Hydra)
+    <run>/train/config.yaml          the resolved SSDConfig the launcher wrote (`rundir.write_config`); ranks read
+                                     it with `rundir.read_config` (never Hydra)
     <run>/train/base/                the base model converted to a Megatron checkpoint (`ssd-convert hf-to-megatron`)
     <run>/train/base/hf_template/    its HF config/tokenizer (the architecture the ranks build)
     <run>/train/ckpt/                training checkpoints, `latest` pointer
@@ -12,15 +13,10 @@
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
-from ..config.schema import SSDConfig
-from ..errors import ConfigError
-from ..rundir import atomic_write_text
+from ..rundir import CHECKPOINTS_DIR
 
 STAGE = "train"
 
@@ -51,7 +47,7 @@ class TrainPaths:
 
     @property
     def ckpt(self) -> Path:
-        return self.train_dir / "ckpt"
+        return self.run_dir / CHECKPOINTS_DIR
 
     @property
     def metrics(self) -> Path:
@@ -68,19 +64,3 @@ class TrainPaths:
     @property
     def failure(self) -> Path:
         return self.train_dir / "failure.json"
-
-
-def write_config(cfg: SSDConfig, path: str | os.PathLike) -> None:
-    atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.structured(cfg)))
-
-
-def read_config(path: str | os.PathLike) -> SSDConfig:
-    """The launcher's resolved config, checked against the schema (unknown keys and wrong types fail)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config; the train stage writes it before launching the ranks.")
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(SSDConfig), OmegaConf.load(path))
-        return OmegaConf.to_object(merged)
-    except Exception as exc:
-        raise ConfigError(f"{path}: not a valid megatron-ssd config ({type(exc).__name__}: {exc}).") from exc

@@ -11,6 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from ..data.pack import select_documents
+from ..data.pack import write_packed as write
+from ..data.samples import SampleTable
+
 
 def random_llama(folder: str | Path, *, seed: int = 0, std: float = 0.05, dtype: str = "float32",
                  **config: Any) -> Path:
@@ -58,8 +62,6 @@ def sample_table(num_docs: int, vocab_size: int, *, seed: int = 0, prompt_len: t
                  completion_len: tuple[int, int] = (6, 40)):
     """A SampleTable (what the sample stage produces) of random prompt/completion ids; lengths uniform in the
     half-open ranges."""
-    from ..data.samples import SampleTable
-
     rng = np.random.default_rng(seed)
     p_len = rng.integers(*prompt_len, num_docs)
     c_len = rng.integers(*completion_len, num_docs)
@@ -84,9 +86,6 @@ def sample_table(num_docs: int, vocab_size: int, *, seed: int = 0, prompt_len: t
 def write_packed(folder: str | Path, *, num_docs: int, seq_length: int, vocab_size: int, seed: int = 0,
                  fingerprint: str = "synthetic", **lengths: Any) -> dict:
     """Pack `num_docs` random samples into `folder` (the `packed/` format); returns its meta."""
-    from ..data.pack import select_documents
-    from ..data.pack import write_packed as write
-
     table = sample_table(num_docs, vocab_size, seed=seed, **lengths)
     docs = select_documents(table, seq_length, "truncate")
     return write(folder, table, docs, seq_length, pad_id=0, tokenizer_fingerprint=fingerprint)

@@ -1,5 +1,6 @@
 """The `filter` and `report` stage modules against a hand-built run directory."""
 import json
+import os
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -149,7 +150,8 @@ def test_report_with_all_arms(tmp_path):
     html = (run_dir / "report" / "report.html").read_text()
     assert out["arms"] == {"base": "base", "decode-only": "base_T1.6", "ssd": "ssd"}
     for needle in ("GO-SSD", "pass@k by arm", "decode-only (`base_T1.6`)", "Per-difficulty change", "T_eval sweep",
-                   "ALERT self_bleu", "Round-2 gate", "**FAIL**", "Compute", "CPU-hours", "Small run: 24 problems",
+                   "ALERT self_bleu", "Round-2 gate", "**FAIL**", "Device-hours and accuracy per device-hour",
+                   "CPU core-hours", "Pareto comparison", "**Rollback**: not declared", "Small run: 24 problems",
                    "plots/passk_curves.png"):
         assert needle in md, needle
     assert "not run" in md  # the filter section: this arm had none
@@ -173,7 +175,7 @@ def test_report_tolerates_an_empty_run(tmp_path):
 
 @pytest.mark.slow
 def test_report_logs_to_wandb_offline(tmp_path):
-    from megatron_ssd.evaluation.report.report import render_report
+    from megatron_ssd.evaluation.report import render_report
 
     run_dir = tmp_path / "run"
     ids = [f"p{i}" for i in range(8)]
@@ -182,3 +184,26 @@ def test_report_logs_to_wandb_offline(tmp_path):
     out = render_report(run_dir, wandb_mode="offline")
     assert out["wandb"] == "offline", out["wandb"]
     assert list((run_dir / "wandb").glob("offline-run-*"))
+
+
+def test_the_report_and_the_launcher_panel_share_one_definition_of_the_arms(tmp_path):
+    """decode-only is the base model at the declared training temperature; without that label it was not run (the
+    best base_T* of the sweep is never picked: that would choose it on the eval set)."""
+    from launch.results_table import final_panel
+    from megatron_ssd.evaluation.report.arms import arm_labels
+
+    run_dir = tmp_path / "run"
+    ids = [f"p{i}" for i in range(8)]
+    for label, c in (("base", 1), ("base_T1.0", 3), ("base_T1.2", 2)):
+        s, rows = fake_summary(ids, lambda p, c=c: c)
+        write_eval(run_dir, label, s, rows)
+    summaries = {lbl: json.loads((run_dir / "eval" / lbl / "summary.json").read_text())
+                 for lbl in ("base", "base_T1.0", "base_T1.2")}
+    assert arm_labels(summaries, 1.2) == {"base": "base", "decode-only": "base_T1.2"}
+    assert arm_labels(summaries, 1.6) == {"base": "base"}  # base_T1.0 scores best, but was not declared
+    cfg = SSDConfig()
+    cfg.arm, cfg.sample.temperature = "decode_only", 1.2
+    console = Console(record=True, width=200, file=open(os.devnull, "w"))
+    console.print(final_panel(cfg, RunDir(run_dir)))
+    text = console.export_text()
+    assert "decode-only - base, pass@1: +25.0 pp" in text and "SSD" not in text.split("SSD result")[1]

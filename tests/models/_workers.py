@@ -29,10 +29,11 @@ CASES = (
 def _relayout(tp: int, pp: int, ep: int) -> None:
     from megatron.core import parallel_state as ps
 
-    from megatron_ssd.models.parallel import init_model_parallel
+    from megatron_ssd.config.parallel import ParallelLayout
+    from megatron_ssd.models.parallel import init_process_groups
 
     ps.destroy_model_parallel()
-    init_model_parallel(tp, pp, ep)
+    init_process_groups(ParallelLayout(world=dist.get_world_size(), tensor=tp, pipeline=pp, expert=ep), seed=1234)
 
 
 def run_cases(hf_dirs: dict[str, str], out_dir: str) -> None:

@@ -13,6 +13,7 @@ import torch
 
 import _workers
 from conftest import LOGITS_ATOL
+from megatron_ssd.config.parallel import ParallelLayout
 from megatron_ssd.models.convert import megatron_to_hf
 from megatron_ssd.models.parallel import spawn
 from test_convert import assert_same_tensors
@@ -25,7 +26,8 @@ def parallel_run(hf_dirs, ref_logits, tmp_path_factory):
     out = tmp_path_factory.mktemp("parallel")
     for arch, ref in ref_logits.items():
         torch.save(ref, out / f"ref-{arch}.pt")
-    spawn(_workers.run_cases, {a: str(p) for a, p in hf_dirs.items()}, str(out), tp=2)
+    spawn(_workers.run_cases, {a: str(p) for a, p in hf_dirs.items()}, str(out),
+          layout=ParallelLayout(world=2, tensor=2))
     return out, json.loads((out / "results.json").read_text())
 
 

@@ -6,12 +6,11 @@ import pytest
 import torch
 
 import tiny_models as tiny
-from megatron_ssd.config.parallel import ParallelConfig
+from megatron_ssd.config.parallel import ParallelConfig, ParallelLayout
 from megatron_ssd.config.train import TrainConfig
 from megatron_ssd.errors import ConfigError, SSDError
 from megatron_ssd.models import checkpoint as ckpt
 from megatron_ssd.models.arch import describe, pad_vocab_size
-from megatron_ssd.models.layout import check_layout
 from megatron_ssd.models.mapping import ArchMapping
 from megatron_ssd.models.parallel import megatron_world
 from megatron_ssd.models.sharding import KINDS, merge, split
@@ -79,8 +78,9 @@ def test_transformer_config_per_family():
 def _layout_error(**kw) -> str:
     model = kw.pop("model", "qwen3_moe")
     train = kw.pop("train", None)
+    layout = ParallelLayout.from_config(ParallelConfig(**kw))
     with pytest.raises(ConfigError) as e:
-        check_layout(tiny.hf_config(model), ParallelConfig(**kw), train, cuda=False)
+        layout.validate(train, describe(tiny.hf_config(model)), cuda=False)
     return str(e.value)
 
 
@@ -100,13 +100,46 @@ def test_layout_errors_name_the_keys():
     assert "parallel.tensor=3" in msg and "parallel.pipeline=3" in msg
 
 
+def test_layout_config_rules_need_no_model():
+    def problems(train=None, **kw):
+        return ParallelLayout.from_config(ParallelConfig(**kw)).problems(train)
+
+    assert problems(tensor=2, nproc_per_node=4) == []
+    assert ParallelLayout.from_config(ParallelConfig(tensor=2, nproc_per_node=4)).data == 2
+    assert problems(sequence_parallel=True) == ["parallel.sequence_parallel needs parallel.tensor > 1."]
+    # the GPU rule waits until it is known where the ranks run
+    assert problems(tensor=2, sequence_parallel=True, nproc_per_node=2) == []
+    assert "needs parallel.pipeline >= 2 (it is 1)" in problems(virtual_pipeline=2)[0]
+    assert problems(tensor=0) == ["parallel.tensor=0: must be at least 1."]
+    # interleaving needs a multiple of pipeline micro-batches per step: 6 / (1 x DP 1) = 6 is not one of 4
+    (msg,) = problems(TrainConfig(global_batch_size=6), pipeline=4, virtual_pipeline=2, nproc_per_node=4)
+    assert "micro-batches per step (6" in msg and "multiple of parallel.pipeline=4" in msg
+    assert problems(TrainConfig(global_batch_size=8), pipeline=4, virtual_pipeline=2, nproc_per_node=4) == []
+    (msg,) = problems(TrainConfig(seq_length=1022, global_batch_size=2), context=2, nproc_per_node=2)
+    assert "train.seq_length=1022 must be divisible by 2 x parallel.context (4)" in msg
+    (msg,) = problems(expert=4, nproc_per_node=2)
+    assert "parallel.expert=4 must divide data x context parallel size (2)" in msg
+
+
 def test_layout_ok_and_checkpoint_vocab():
-    lay = check_layout(tiny.hf_config("qwen3_moe"), ParallelConfig(tensor=2, expert=2, nproc_per_node=4),
-                       TrainConfig(global_batch_size=4), cuda=False)
-    assert (lay.data, lay.padded_vocab_size, lay.layers_per_stage) == (2, 512, 2)
+    info = describe(tiny.hf_config("qwen3_moe"))
+    lay = ParallelLayout.from_config(ParallelConfig(tensor=2, expert=2, nproc_per_node=4))
+    assert lay.validate(TrainConfig(global_batch_size=4), info, cuda=False) is lay
+    assert (lay.data, lay.micro_batches_per_step(TrainConfig(global_batch_size=4)), pad_vocab_size(info.vocab_size, 2)) == (2, 2, 512)
+    assert lay.sharding() == {"tensor": 2, "pipeline": 1, "virtual_pipeline": None, "context": 1, "expert": 2, "data": 2}
+    llama = ParallelLayout.from_config(ParallelConfig(tensor=4, nproc_per_node=4))
     with pytest.raises(ConfigError, match="does not divide the checkpoint's padded vocab size 510"):
-        check_layout(tiny.hf_config("llama"), ParallelConfig(tensor=4, nproc_per_node=4), padded_vocab_size=510,
-                     cuda=False)
+        llama.validate(model=describe(tiny.hf_config("llama")), padded_vocab_size=510, cuda=False)
+
+
+def test_process_groups_report_this_ranks_coordinates():
+    with megatron_world(ParallelLayout(world=1)) as dims:
+        assert (dims.world, dims.tensor, dims.data, dims.rank, dims.tp_rank, dims.pp_rank, dims.dp_rank) == (
+            1, 1, 1, 0, 0, 0, 0)
+        assert dims.is_last_stage and dims.as_dict()["data"] == 1
+    with pytest.raises(ConfigError, match="world size 2 .* not divisible by parallel.tensor"):
+        with megatron_world(ParallelLayout(world=2, tensor=4), init_file="unused"):
+            pass
 
 
 # ------------------------------------------------------------------------------------------- sharding

@@ -43,7 +43,7 @@ def single_rank_trainer(cfg):
     """A Trainer on one rank in this process (file rendezvous); process groups are torn down afterwards."""
     import tempfile
 
-    from megatron_ssd.training.parallel import destroy_distributed
+    from megatron_ssd.models.parallel import destroy_process_groups
     from megatron_ssd.training.paths import TrainPaths
     from megatron_ssd.training.trainer import Trainer
 
@@ -51,7 +51,7 @@ def single_rank_trainer(cfg):
         try:
             yield Trainer(cfg, TrainPaths(Path(cfg.run_dir)), init_method=f"file://{tmp}/rdzv")
         finally:
-            destroy_distributed()
+            destroy_process_groups()
 
 
 @pytest.fixture

@@ -52,7 +52,8 @@ def config(run: Path, **overrides):
 
 
 def write_cfg(cfg) -> Path:
-    from megatron_ssd.training.paths import TrainPaths, write_config
+    from megatron_ssd.rundir import write_config
+    from megatron_ssd.training.paths import TrainPaths
 
     path = TrainPaths(Path(cfg.run_dir)).config
     write_config(cfg, path)

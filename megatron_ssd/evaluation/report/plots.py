@@ -65,7 +65,7 @@ def difficulty_deltas(rows: Sequence[Mapping[str, Any]]) -> bytes | None:
     ax.bar(labels, delta, yerr=err, capsize=4, color=["#55a868" if d >= 0 else "#c44e52" for d in delta])
     ax.axhline(0, color="black", lw=0.8)
     ax.set_ylabel("Δ pass@1 vs base (pp)")
-    ax.set_title("per-difficulty change (paired bootstrap CIs)")
+    ax.set_title("per-difficulty change (paired CIs; slices with one)")
     ax.tick_params(axis="x", rotation=20)
     return _png(fig)
 
