@@ -59,6 +59,25 @@ def test_battery_alerts_with_numbers():
     assert any(x["probe"] == "length_median" for x in strict["alerts"])
 
 
+def test_probe_intervals_over_prompts_and_point_fallback():
+    ids = [f"q{i % 10}" for i in range(40)]
+    base = probe_stats(varied_texts(), [100] * 40, ids)
+    model = probe_stats(varied_texts(seed=1), [100 + i % 7 for i in range(40)], ids)
+    out = run_battery(base, model, bootstrap_samples=200, seed=0)
+    assert out["ok"] and out["method"] == "paired bootstrap over 10 prompts" and "per_prompt" not in out["base"]
+    for name, probe in out["probes"].items():
+        assert probe["ci_low"] <= probe["ci_high"] and not probe["alarm"], name
+    assert out["bootstrap"] == {"samples": 200, "seed": 0} and out["ci_level"] == 0.95
+    # stats from older files (no per-prompt sums): the point estimate, marked as such
+    old = {k: v for k, v in base.items() if k != "per_prompt"}
+    collapsed = probe_stats(["def f(x):\n    return x\n"] * 40, [160] * 40)
+    fallback = run_battery(old, collapsed)
+    assert fallback["method"].startswith("point estimate") and not fallback["ok"]
+    # with per-prompt sums a collapse this large alarms with its interval in the message
+    alert = next(a for a in run_battery(base, collapsed)["alerts"] if a["probe"] == "length_median")
+    assert alert["ci_low"] > 0.25 and "CI [" in alert["message"]
+
+
 def test_style_refusal_and_ood_probes():
     base = probe_stats(['def f(x):\n    """doc"""\n    return x\n'] * 10 + varied_texts(10))
     model = probe_stats(["I'm sorry, I cannot help with that."] * 5 + varied_texts(15, seed=1))

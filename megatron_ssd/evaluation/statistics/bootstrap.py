@@ -1,13 +1,16 @@
-"""Uncertainty for benchmark scores: bootstrap over problems, paired comparisons, difficulty slices.
+"""Benchmark means and paired comparisons over problems, and the bootstrap over problems (or prompts).
 
-Problems are the unit of resampling (samples of one problem are not independent), so every CI here comes from
-resampling problems with replacement and recomputing the mean of per-problem pass@k. All randomness goes through a
-seeded `numpy.random.Generator`, so a summary is reproducible from its inputs.
+Problems are the unit (samples of one problem are not independent). The intervals are score-type
+(`intervals.py`: Wilson with a design effect, MOVER for paired differences); they estimate the mean over the
+population of problems like these, not the score on the fixed benchmark, and never collapse to a point. The
+percentile bootstrap (`bootstrap_means`, `percentile_ci`) remains for statistics without a closed form (the
+collapse probes' text metrics) and for the readable `frac_b_better`; all its randomness goes through a seeded
+`numpy.random.Generator`, so a summary is reproducible from its inputs.
 
-Paired comparison (model B vs model A on the same problems): resample problems once per replicate and take the
-mean of the per-problem differences; far tighter than comparing two independent CIs, because per-problem
-difficulty cancels. `p_value_like` is the two-sided bootstrap fraction 2·min(P(Δ* ≤ 0), P(Δ* ≥ 0)), a readable
-summary, not an exact test.
+Paired comparison (model B vs model A on the same problems): the interval of mean(b − a) uses the correlation of
+per-problem values, so it is far tighter than two separate CIs when per-problem difficulty cancels. `p_value` is the
+two-sided p-value that matches the interval exactly (the interval at level L excludes 0 iff p < 1 − L);
+`p_value_like` is the older bootstrap fraction 2·min(P(Δ* ≤ 0), P(Δ* ≥ 0)), kept for readers of old summaries.
 """
 from __future__ import annotations
 
@@ -15,7 +18,11 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from .intervals import mean_interval, paired_interval, paired_p_value
+
 _CHUNK = 1 << 22  # indices per chunk, so B × P never allocates more than ~32 MB at once
+INTERVAL_METHOD = "wilson-design-effect"
+PAIRED_METHOD = "mover-wilson-design-effect"
 
 
 def bootstrap_means(values: Sequence[float] | np.ndarray, samples: int, seed: int) -> np.ndarray:
@@ -41,25 +48,31 @@ def percentile_ci(draws: np.ndarray, ci_level: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def mean_ci(values: Sequence[float] | np.ndarray, ci_level: float, samples: int, seed: int) -> dict[str, float]:
-    """Point estimate (the plain mean) and the percentile bootstrap CI over problems."""
+def mean_ci(values: Sequence[float] | np.ndarray, ci_level: float, *, max_per_problem: float = 1.0
+            ) -> dict[str, float | str]:
+    """Point estimate (the plain mean of per-problem values in [0, 1]) and its score interval over problems.
+
+    max_per_problem: samples per problem (pass@k from n samples: n); bounds the effective number of trials.
+    """
     v = np.asarray(values, dtype=np.float64)
-    lo, hi = percentile_ci(bootstrap_means(v, samples, seed), ci_level)
-    return {"estimate": float(v.mean()), "ci_low": lo, "ci_high": hi, "ci_level": ci_level}
+    lo, hi = mean_interval(v, ci_level, max_per_problem)
+    return {"estimate": float(v.mean()), "ci_low": lo, "ci_high": hi, "ci_level": ci_level,
+            "ci_method": INTERVAL_METHOD}
 
 
-def paired_bootstrap(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, ci_level: float,
-                     samples: int, seed: int) -> dict[str, float]:
-    """Δ = mean(b − a) over the same problems (aligned arrays), its CI, and a bootstrap p-value-like number."""
+def paired_difference(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, ci_level: float,
+                      samples: int, seed: int, *, max_per_problem: float = 1.0) -> dict[str, float | int | str]:
+    """Δ = mean(b − a) over the same problems (aligned arrays of values in [0, 1]), its interval and p-values."""
     a_arr, b_arr = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a_arr.shape != b_arr.shape:
-        raise ValueError(f"paired bootstrap needs the same problems in both arms ({a_arr.size} vs {b_arr.size})")
+        raise ValueError(f"a paired comparison needs the same problems in both arms ({a_arr.size} vs {b_arr.size})")
     diff = b_arr - a_arr
+    lo, hi = paired_interval(a_arr, b_arr, ci_level, max_per_problem)
     draws = bootstrap_means(diff, samples, seed)
-    lo, hi = percentile_ci(draws, ci_level)
-    p = 2.0 * min(float(np.mean(draws <= 0.0)), float(np.mean(draws >= 0.0)))
+    p_like = 2.0 * min(float(np.mean(draws <= 0.0)), float(np.mean(draws >= 0.0)))
     return {"delta": float(diff.mean()), "ci_low": lo, "ci_high": hi, "ci_level": ci_level,
-            "p_value_like": min(1.0, p), "num_problems": int(diff.size),
+            "ci_method": PAIRED_METHOD, "p_value": paired_p_value(a_arr, b_arr, max_per_problem),
+            "p_value_like": min(1.0, p_like), "num_problems": int(diff.size),
             "frac_b_better": float(np.mean(draws > 0.0))}
 
 
@@ -68,19 +81,3 @@ def align(per_problem_a: Mapping[str, float], per_problem_b: Mapping[str, float]
     """Problems present in both mappings (sorted ids) and their aligned values."""
     ids = sorted(set(per_problem_a) & set(per_problem_b))
     return ids, np.array([per_problem_a[i] for i in ids]), np.array([per_problem_b[i] for i in ids])
-
-
-QUARTILE_LABELS = ("Q1 (hardest)", "Q2", "Q3", "Q4 (easiest)")
-
-
-def difficulty_quartiles(pass_rate: Mapping[str, float]) -> dict[str, str]:
-    """Difficulty labels from the *base* model's per-problem pass rate (c/n), computed once and reused.
-
-    Bins are cut at the 25/50/75th percentiles of the rate; problems with equal rates always share a bin, so with
-    many ties (e.g. lots of 0 % problems) bins can be unequal or empty.
-    """
-    if not pass_rate:
-        return {}
-    rates = np.array(list(pass_rate.values()), dtype=np.float64)
-    edges = np.quantile(rates, [0.25, 0.5, 0.75])
-    return {pid: QUARTILE_LABELS[int(np.searchsorted(edges, r, side="left"))] for pid, r in pass_rate.items()}

@@ -40,3 +40,12 @@ def feasible_ks(ks: Iterable[int], n_min: int) -> tuple[list[int], list[int]]:
     if any(k < 1 for k in ks):
         raise ValueError(f"k values must be >= 1, got {ks}")
     return [k for k in ks if k <= n_min], [k for k in ks if k > n_min]
+
+
+def headroom_array(n: Sequence[int] | np.ndarray, c: Sequence[int] | np.ndarray, k: int = 2) -> np.ndarray:
+    """Per-problem pass@k − pass@1, the headroom SSD can move toward pass@1; never negative.
+
+    At k = 2 this is c(n − c) / (n(n − 1)), the unbiased estimator of p(1 − p) (pass@2 − pass@1 = mean
+    p(1 − p) over problems): the k-free headroom, estimable from any n >= 2.
+    """
+    return pass_at_k_array(n, c, k) - pass_at_k_array(n, c, 1)
