@@ -1,8 +1,48 @@
 #!/usr/bin/env bash
-# Creates .venv in the repository root (when missing) and installs megatron-ssd with its CPU extra.
-# Idempotent: a finished install leaves a stamp keyed by setup.py and this script, so a rerun is instant.
+# Creates .venv in the repository root (when missing) and installs megatron-ssd with its CPU extra, after setting up
+# the evaluation sandbox (bubblewrap; see docs/SANDBOX.md). Idempotent: a finished install leaves a stamp keyed by
+# setup.py and this script, so a rerun is instant (the sandbox check always runs: it takes milliseconds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# --- The evaluation sandbox (bubblewrap), checked on every run: evaluation refuses to run samples without it.
+# Installs bubblewrap where it can (root or passwordless sudo, Debian/Ubuntu apt-get), then checks that an
+# unprivileged user (uid 65534, as the sandbox runs) can create user namespaces. Where it cannot, it says what to do;
+# with SSD_REQUIRE_BWRAP=1 (CI) that is an error.
+sandbox_problem() {
+  echo "megatron-ssd set-up: $1" >&2
+  echo "  Until this is fixed, evaluation stops before running any sample. To run model-written code WITHOUT" >&2
+  echo "  isolation anyway, opt in by name: eval.isolation=rlimits-only (ssd-eval-samples --isolation rlimits-only)." >&2
+  echo "  docs/SANDBOX.md describes what each mode guarantees." >&2
+  if [[ ${SSD_REQUIRE_BWRAP:-0} != 0 ]]; then exit 1; fi
+}
+if ! command -v bwrap >/dev/null 2>&1; then
+  SUDO=none
+  if [[ $(id -u) == 0 ]]; then SUDO=""; elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    SUDO="sudo -n"; fi
+  if [[ $SUDO != none ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "megatron-ssd set-up: installing bubblewrap (the evaluation sandbox) with apt-get" >&2
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null || true
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null || true
+  fi
+fi
+if ! command -v bwrap >/dev/null 2>&1; then
+  sandbox_problem "bubblewrap (bwrap) is not installed and could not be installed here (that needs root or \
+passwordless sudo on Debian/Ubuntu). Install it: sudo apt-get install bubblewrap (Debian/Ubuntu), sudo dnf install \
+bubblewrap (Fedora/RHEL), sudo pacman -S bubblewrap (Arch), then rerun this command."
+else
+  probe=(bwrap --unshare-all --die-with-parent --ro-bind / / true)
+  if [[ $(id -u) == 0 ]] && command -v setpriv >/dev/null 2>&1; then
+    probe=(setpriv --reuid=65534 --regid=65534 --clear-groups -- "${probe[@]}")
+  fi
+  if ! err=$("${probe[@]}" 2>&1); then
+    sandbox_problem "bubblewrap is installed but cannot create unprivileged user namespaces ($err). Allow them as \
+root: sysctl -w kernel.unprivileged_userns_clone=1 (Debian), sysctl -w user.max_user_namespaces=15000, and on Ubuntu \
+24.04+ sysctl -w kernel.apparmor_restrict_unprivileged_userns=0; in a container, start it with user namespaces \
+allowed (e.g. docker --security-opt seccomp=unconfined --security-opt apparmor=unconfined)."
+  fi
+fi
+
 PY=${PYTHON:-python3}
 VENV=.venv
 STAMP=$VENV/.megatron-ssd-installed

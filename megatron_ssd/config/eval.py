@@ -24,5 +24,7 @@ class EvalConfig:
     memory_mb: int = 1024
     # Round-2 gate: round 1 must lift pass@1 by at least this many percentage points (with a CI excluding 0).
     gate_min_lift_pp: float = 2.0
-    # Sandbox isolation: auto (bubblewrap when it works, else the loud rlimits fallback) | bwrap (required) | fallback
-    isolation: str = "auto"
+    # Sandbox isolation: bwrap (the default: evaluation stops before any sample runs when bubblewrap cannot start) |
+    # rlimits-only (the explicit opt-in to running model-written code without it; recorded in every row and summary).
+    # docs/SANDBOX.md has what each guarantees.
+    isolation: str = "bwrap"

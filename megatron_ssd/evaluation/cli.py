@@ -29,7 +29,7 @@ from ..errors import DataError, SSDError
 from ..prompts.readers import read_rows
 from ..prompts.sources import load_source
 from ..rundir import atomic_write_json, atomic_write_text
-from .sandbox.isolation import FALLBACK
+from .sandbox.isolation import BWRAP, FALLBACK, RLIMITS_ONLY
 from .scoring import score_samples, summarize
 from .sandbox.runner import SandboxConfig, resolve_isolation
 
@@ -54,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per test case (humaneval: per check)")
     p.add_argument("--memory-mb", type=int, default=1024)
-    p.add_argument("--isolation", default="auto", choices=("auto", "bwrap", "fallback"))
+    p.add_argument("--isolation", default=BWRAP, choices=(BWRAP, RLIMITS_ONLY),
+                   help="bwrap (default; stops before running anything without bubblewrap) or rlimits-only (the "
+                        "explicit opt-in to running samples without it; recorded in every row)")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples for the CIs")
     p.add_argument("--ci", type=float, default=0.95, help="confidence level")
     p.add_argument("--seed", type=int, default=0)
@@ -134,8 +136,8 @@ def run(argv: list[str] | None = None, console: Console | None = None) -> dict[s
                         isolation=args.isolation)
     isolation = resolve_isolation(cfg)
     if isolation.mode == FALLBACK:
-        console.print(f"[bold red]WARNING: no bubblewrap ({isolation.note}); running samples with rlimits and a uid "
-                      "drop only. Results are marked isolation=fallback-rlimits.[/]")
+        console.print("[bold red]WARNING: --isolation rlimits-only: running samples WITHOUT bubblewrap (rlimits and a "
+                      "uid drop only). Results are marked isolation=fallback-rlimits.[/]")
     done = [0]
     start = time.perf_counter()
 

@@ -9,7 +9,7 @@ from megatron_ssd.problems import Problem, TestCase
 
 def bwrap_works() -> bool:
     try:
-        return isolation.detect("auto").mode == isolation.BWRAP
+        return isolation.detect(isolation.BWRAP).mode == isolation.BWRAP
     except Exception:
         return False
 

@@ -2,7 +2,6 @@
 import pytest
 
 from megatron_ssd.evaluation.scoring import score_samples
-from megatron_ssd.evaluation.sandbox.runner import SandboxConfig
 
 from eval_toys import assert_problem, double_problem, functional_problem, stdin_problem
 
@@ -40,13 +39,12 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def scored(request):
+def scored(sandbox_cfg):
     problems = [double_problem(), assert_problem(), stdin_problem(), functional_problem(True),
                 functional_problem(False)]
     records = [{"prompt_id": pid, "sample_idx": i, "text": text, "num_tokens": 7} for i, (pid, text, _, _) in
                enumerate(CASES)]
-    cfg = SandboxConfig(workers=2, timeout_s=10.0, memory_mb=256)
-    return score_samples(problems, records, cfg)
+    return score_samples(problems, records, sandbox_cfg)
 
 
 @pytest.mark.parametrize("i", range(len(CASES)), ids=[f"{c[0]}-{c[2]}-{n}" for n, c in enumerate(CASES)])
@@ -58,6 +56,7 @@ def test_style_outcome(scored, i):
     assert row["passed"] == (outcome == "passed")
     assert fragment in row["reason"], row
     assert row["isolation"] in ("bwrap", "fallback-rlimits")
+    assert row["memory_limit"] in ("cgroup-v2", "cgroup-v1", "accounting")
     assert row["num_tokens"] == 7 and row["duration_s"] > 0
 
 

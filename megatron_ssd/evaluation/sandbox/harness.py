@@ -14,14 +14,15 @@ evaluator over RESULT_FD, a pipe C does not hold. Consequences, by style:
 - ``stdin`` and ``functional``: the expected outputs never enter the sandbox. C returns raw stdout (captured by P) or
   JSON-encoded return values and the evaluator compares them outside, so a program cannot forge a pass by printing
   tokens, exiting early or tampering with the harness: it has to produce the right answers.
-- ``humaneval`` and ``assert``: the test code must run in the candidate's process, so C itself says "tests
-  completed", with a per-child random token P generated before the fork (a line written to the status pipe without
-  it is reported as tampering). Exiting before the tests finish (``sys.exit``, ``os._exit``, closing fds) yields no
-  completion record and is scored as a failure; the tests run in a namespace whose builtins are a pristine copy; the
-  harness detects monkeypatched builtins/stdlib modules and returned objects whose classes (defined by the program)
-  override comparison ("always-equal" objects). A program written *specifically against this harness* that digs the
-  token out of the interpreter (frame introspection) could still forge the completion message; that affects only
-  its own score, never containment, and is recorded as the residual risk in `megatron_ssd/evaluation/sandbox.py`.
+- ``humaneval`` and ``assert``: C is split in two. T (forked from P, so it never saw program code) forks the
+  program's process first, closes nothing of its own but gives that process only stdin/stdout/stderr and a call/reply
+  pipe pair, then runs the problem's helper code (the HumanEval prompt) and tests itself. Every call of the program's
+  function is sent over the pipe and its answer rebuilt as values of exact builtin types (`_encode`/`_decode`), so
+  objects that pose as builtins, replaced standard-library modules, monkeypatched builtins, redefined prompt helpers
+  and interpreter introspection (gc, frames) in the program cannot change what the tests see or report: the
+  "tests completed" message comes from T's status pipe, which the program's process never holds. Exiting early
+  (``sys.exit``, ``os._exit``, closing fds) ends the program's process and the tests fail. Monkeypatched builtins and
+  stdlib functions are still reported (``tampered``) so that the attempt is visible.
 
 The final record carries a nonce that P reads from NONCE_FD only after every child has exited, so the nonce is
 never in the memory of a process that ran candidate code.
@@ -36,6 +37,7 @@ Records written to RESULT_FD (one JSON object per line):
   {"ev": "harness-error", "message": str, "retryable": bool}   P could not do its job (e.g. fork failed)
   {"ev": "done", "nonce": str, "cpu_s": float}     P finished normally (cpu_s: P + its children, user + sys)
 """
+import fcntl
 import json
 import os
 import resource
@@ -388,8 +390,9 @@ def _child_setup(job, stdin_fd, out_w, err_w, st_w, cpu_seconds):
 class _Status:
     """C's side of the status pipe: one JSON line per message; a closed pipe is the program's own doing."""
 
-    def __init__(self, token):
+    def __init__(self, token, fd=STATUS_FD):
         self._token = token
+        self._fd = fd
 
     def completed(self):
         self.send(ev="completed", token=self._token)
@@ -399,7 +402,7 @@ class _Status:
             data = (json.dumps(msg) + "\n").encode("utf-8", "replace")
             view = memoryview(data)
             while view:
-                view = view[os.write(STATUS_FD, view):]
+                view = view[os.write(self._fd, view):]
         except (OSError, ValueError, TypeError):
             pass
 
@@ -419,7 +422,7 @@ def _describe(exc, phase):
     try:
         import traceback
 
-        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename in ("<program>", "<tests>")]
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename in ("<program>", "<tests>", "<prompt>")]
         if frames:
             f = frames[-1]
             where = f"{f.filename.strip('<>')} line {f.lineno}"
@@ -463,61 +466,10 @@ def _tampering(snapshot):
 
 
 _MISSING = object()
-_COMPARISON = ("__eq__", "__ne__", "__bool__", "__len__", "__hash__", "__lt__", "__gt__", "__le__", "__ge__")
-
-
-def _program_class(cls):
-    if getattr(cls, "__module__", None) == "__candidate__":
-        return True
-    for klass in getattr(cls, "__mro__", ()):
-        for name in _COMPARISON:
-            fn = vars(klass).get(name)
-            code = getattr(fn, "__code__", None)
-            if code is not None and code.co_filename == "<program>":
-                return True
-    return False
-
-
-def _suspicious(value, depth=0, budget=None):
-    """The first returned object whose class the program defined (it could fake equality or truth), else None."""
-    budget = budget if budget is not None else [2000]
-    budget[0] -= 1
-    if budget[0] < 0 or depth > 4:
-        return None
-    cls = type(value)
-    if cls in (int, float, str, bool, bytes, type(None), complex):
-        return None
-    if _program_class(cls):
-        return cls.__name__
-    if cls in (list, tuple, set, frozenset):
-        for item in value:
-            hit = _suspicious(item, depth + 1, budget)
-            if hit:
-                return hit
-    elif cls is dict:
-        for k, v in value.items():
-            hit = _suspicious(k, depth + 1, budget) or _suspicious(v, depth + 1, budget)
-            if hit:
-                return hit
-    return None
 
 
 class _Tampered(Exception):
     pass
-
-
-def _guard(fn, flags):
-    def guarded(*args, **kwargs):
-        result = fn(*args, **kwargs)
-        hit = _suspicious(result)
-        if hit:
-            flags.append(f"returned an object of program-defined class {hit!r} (it could fake equality)")
-            raise _Tampered(flags[-1])
-        return result
-
-    guarded.__name__ = getattr(fn, "__name__", "candidate")
-    guarded.__doc__ = getattr(fn, "__doc__", None)
-    return guarded
 
 
 # ------------------------------------------------------------------------------------ C: the styles
@@ -559,57 +511,401 @@ def _load_program(job, status, name):
 
 
 def child_tests(job, _case, status):
-    """humaneval / assert: load the program, then run the tests in a namespace with pristine builtins."""
-    import builtins
+    """humaneval / assert, in T: run the tests here; the program runs in C, a child that T forks first.
 
-    pristine = dict(vars(builtins))
-    snapshot = _snapshot()
-    namespace = _load_program(job, status, "__candidate__")
-    changed = _tampering(snapshot)
-    if changed:
-        status.send(ev="tampered", detail="the program replaced " + ", ".join(changed[:5]))
-        _finish(1)
-    flags = []
-    tests = dict(namespace)
-    tests["__builtins__"] = dict(pristine)
-    tests["__name__"] = "__tests__"
+    T never executes program code. It execs the problem's own helper code (the HumanEval prompt: `poly`,
+    `encode_cyclic`, ...) and the test code, and binds each name the tests may call to a `_Remote` proxy that sends
+    the arguments to C and rebuilds C's answer from JSON as values of exact builtin types. So the tests compare
+    values the program computed, with the problem's own helpers and standard library, in a process whose modules,
+    builtins, frames and heap the program never saw. T's status pipe (fd 3) is closed in C before any program code
+    runs, so only T can report "completed".
+    """
+    sys.set_int_max_str_digits(0)
+    call_r, call_w = os.pipe()
+    reply_r, reply_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # ---- C: the program
+        try:
+            high_call, high_reply = (fcntl.fcntl(fd, fcntl.F_DUPFD, 64) for fd in (call_r, reply_w))
+            os.dup2(high_call, CALL_FD)
+            os.dup2(high_reply, REPLY_FD)
+            os.closerange(STATUS_FD, CALL_FD)  # T's status pipe among them: only T can report "completed"
+            os.closerange(REPLY_FD + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+            _program_server(job)
+        except BaseException as exc:  # a failure of this process's set-up (e.g. no memory left for it)
+            _Status(None, REPLY_FD).send(status=_describe(exc, "program"))
+        os._exit(70)
+    os.close(call_r)
+    os.close(reply_w)
+    conn = _Connection(call_w, reply_r, job["output_limit_bytes"] + (1 << 16), pid)
+    names, modules = conn.hello(status)
+    tests = {"__name__": "__tests__", "__builtins__": dict(vars(_builtins_module()))}
+    helper = job.get("helper_code") or ""
+    if helper:
+        _remember_source("<prompt>", helper)
+        try:
+            exec(compile(helper, "<prompt>", "exec"), tests)
+        except BaseException as exc:
+            status.send(**_describe(exc, "prompt"))
+            _finish(1)
+    entry = job.get("entry_point") or ""
+    if job["style"] == "humaneval":
+        if entry not in names:
+            status.send(ev="error", phase="tests", type="NameError", where="",
+                        message=f"the program does not define {entry!r}")
+            _finish(1)
+        tests[entry] = _Remote(conn, entry)
+    else:
+        for name in names:  # assert style: the tests call the program's functions and classes by name
+            tests[name] = _Remote(conn, name)
+        import importlib
+
+        for name, module in modules.items():  # and may use the modules it imported (`math.isclose`): T's own copy
+            try:
+                tests[name] = importlib.import_module(module)
+            except Exception:
+                pass
     _remember_source("<tests>", job["test_code"])
+    import random
+
+    random.seed(TEST_SEED)  # tests that draw random inputs (HumanEval 32, 38, 50) see the same inputs every run
     try:
-        code = compile(job["test_code"], "<tests>", "exec")
+        exec(compile(job["test_code"], "<tests>", "exec"), tests)
         if job["style"] == "humaneval":
-            entry = job["entry_point"]
-            if entry not in namespace:
-                raise NameError(f"the program does not define {entry!r}")
-            exec(code, tests)
             check = tests.get("check")
             if not callable(check):
                 raise NameError("the test code does not define check(candidate)")
-            check(_guard(namespace[entry], flags))
-        else:
-            for key, value in list(tests.items()):
-                fn_code = getattr(value, "__code__", None)
-                if fn_code is not None and fn_code.co_filename == "<program>":
-                    tests[key] = _guard(value, flags)
-            exec(code, tests)
+            check(tests[entry])
+    except _ProgramGone:
+        status.send(**conn.gone_message())
+        _finish(1)
+    except _Tampered as exc:
+        status.send(ev="tampered", detail=str(exc))
+        _finish(1)
     except MemoryError:
         status.send(ev="memory", phase="tests")
         _finish(1)
-    except _Tampered:
-        pass
-    except SystemExit as exc:
-        status.send(ev="exit-requested", phase="tests", code=str(exc.code)[:100])
-        _finish(1)
     except BaseException as exc:
-        if not flags:
-            status.send(**_describe(exc, "tests"))
-            _finish(1)
-    changed = _tampering(snapshot)
-    if flags or changed:
-        detail = flags[0] if flags else "the program replaced " + ", ".join(changed[:5])
-        status.send(ev="tampered", detail=detail)
+        status.send(**(getattr(exc, "_ssd_program", None) or _describe(exc, "tests")))
         _finish(1)
+    conn.close()
     status.completed()
     _finish(0)
+
+
+def _builtins_module():
+    import builtins
+
+    return builtins
+
+
+TEST_SEED = 20240601
+CALL_FD, REPLY_FD = 5, 6  # C's ends of the call and reply pipes (fd 3 stays closed: writes to it fail)
+MAX_DEPTH = 100
+
+
+class _ProgramGone(Exception):
+    """C exited (or closed its reply pipe) while T waited for an answer."""
+
+
+class _Handle:
+    """A program object that is not a builtin value (e.g. an instance of a class the tests construct).
+
+    It can only be passed back to the program: it has no value, no truth value and compares by identity, so it
+    cannot fake a test's comparison.
+    """
+
+    __slots__ = ("ref",)
+
+    def __init__(self, ref):
+        self.ref = ref
+
+    def __bool__(self):
+        raise TypeError("an object of a program-defined class has no truth value in the tests")
+
+    def __repr__(self):
+        return f"<program object #{self.ref}>"
+
+
+def _encode(value, handles=None, depth=0):
+    """A builtin value as JSON-able data; lists are tags, so the decoder knows every type exactly.
+
+    In C, `handles` (a list) receives the objects that are not builtin values; subclasses of builtin types are read
+    through the base type's own methods, so an overridden __eq__/__iter__/__index__ never decides what is sent.
+    """
+    if depth > MAX_DEPTH:
+        raise ValueError("the value is nested too deeply")
+    t = type(value)
+    if value is None or t is bool or t is str or t is int or t is float:
+        return value
+    if t is _Handle:
+        return ["handle", value.ref]
+    d = depth + 1
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return int.__index__(value)
+    if isinstance(value, float):
+        return float.__float__(value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, tuple):
+        return ["tuple", [_encode(v, handles, d) for v in tuple.__iter__(value)]]
+    if isinstance(value, list):
+        return ["list", [_encode(v, handles, d) for v in list.__iter__(value)]]
+    if isinstance(value, dict):
+        return ["dict", [[_encode(k, handles, d), _encode(v, handles, d)] for k, v in dict.items(value)]]
+    if isinstance(value, frozenset):
+        return ["frozenset", [_encode(v, handles, d) for v in frozenset.__iter__(value)]]
+    if isinstance(value, set):
+        return ["set", [_encode(v, handles, d) for v in set.__iter__(value)]]
+    if isinstance(value, (bytes, bytearray)):
+        return ["bytearray" if isinstance(value, bytearray) else "bytes", bytes.hex(bytes(value))]
+    if isinstance(value, complex):
+        return ["complex", [complex.real.__get__(value), complex.imag.__get__(value)]]
+    if handles is None:
+        raise TypeError(f"a value of type {t.__name__} cannot be sent between the tests and the program")
+    handles.append(value)
+    return ["handle", len(handles) - 1]
+
+
+_CONTAINERS = {"tuple": tuple, "list": list, "set": set, "frozenset": frozenset}
+
+
+def _decode(data, handles=None, depth=0):
+    """The inverse of `_encode`: values of exact builtin types (or `_Handle`s in T, program objects in C)."""
+    if depth > MAX_DEPTH:
+        raise ValueError("the value is nested too deeply")
+    t = type(data)
+    if data is None or t is bool or t is str or t is int or t is float:
+        return data
+    if t is not list or len(data) != 2 or type(data[0]) is not str:
+        raise ValueError(f"malformed value of type {t.__name__}")
+    tag, body = data
+    d = depth + 1
+    if tag in _CONTAINERS and type(body) is list:
+        return _CONTAINERS[tag](_decode(v, handles, d) for v in body)
+    if tag == "dict" and type(body) is list:
+        return {_decode(k, handles, d): _decode(v, handles, d) for k, v in body}
+    if tag in ("bytes", "bytearray") and type(body) is str:
+        return (bytes if tag == "bytes" else bytearray).fromhex(body)
+    if tag == "complex" and type(body) is list and len(body) == 2:
+        return complex(float(body[0]), float(body[1]))
+    if tag == "handle" and type(body) is int:
+        if handles is None:
+            return _Handle(body)
+        return handles[body]
+    raise ValueError(f"malformed value tagged {tag!r}")
+
+
+class _Connection:
+    """T's side of the call/reply pipes to C (one JSON line each way per call)."""
+
+    def __init__(self, call_fd, reply_fd, max_line, pid):
+        self.call_fd, self.reply_fd, self.max_line, self.pid = call_fd, reply_fd, max_line, pid
+        self.buf = b""
+        self.status = None
+
+    def hello(self, status):
+        """Wait for C to load the program: the names it defines, or its failure (forwarded to P as is)."""
+        try:
+            msg = self._read()
+        except _ProgramGone:
+            status.send(**self.gone_message())
+            _finish(1)
+        except _Tampered as exc:
+            status.send(ev="tampered", detail=str(exc))
+            _finish(1)
+        if "status" in msg:
+            status.send(**_program_status(msg["status"]))
+            _finish(1)
+        names, modules = msg.get("loaded"), msg.get("modules")
+        if (type(names) is not list or not all(type(n) is str and n.isidentifier() for n in names)
+                or type(modules) is not dict or not all(type(m) is str for m in modules.values())):
+            status.send(ev="tampered", detail="malformed start-up message on the program's reply pipe")
+            _finish(1)
+        return names, {k: v for k, v in modules.items() if type(k) is str and k.isidentifier()}
+
+    def call(self, name, args, kwargs):
+        try:
+            request = json.dumps({"fn": name, "args": _encode(list(args)), "kwargs": _encode(dict(kwargs))})
+        except (TypeError, ValueError) as exc:
+            raise _TestsError(f"the tests pass an argument that cannot be sent to the program ({exc})") from None
+        data = (request + "\n").encode("utf-8")
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self.call_fd, view):]
+        except OSError:
+            raise _ProgramGone() from None
+        msg = self._read()
+        if "ok" in msg:
+            try:
+                return _decode(msg["ok"])
+            except (ValueError, TypeError, RecursionError) as exc:
+                raise _Tampered(f"malformed return value on the program's reply pipe ({exc})") from None
+        if "raise" in msg:
+            raise _program_exception(msg["raise"])
+        if "status" in msg:  # e.g. MemoryError or sys.exit inside the call: the program's run ends here
+            exc = _TestsError("the program stopped")
+            exc._ssd_program = _program_status(msg["status"])
+            raise exc
+        raise _Tampered("unexpected message on the program's reply pipe")
+
+    def _read(self):
+        while b"\n" not in self.buf:
+            if len(self.buf) > self.max_line:
+                raise _Tampered("a reply over the output limit on the program's reply pipe")
+            try:
+                chunk = os.read(self.reply_fd, 1 << 16)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                raise _ProgramGone()
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        try:
+            msg = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            raise _Tampered("garbage on the program's reply pipe") from None
+        if type(msg) is not dict:
+            raise _Tampered("garbage on the program's reply pipe")
+        return msg
+
+    def gone_message(self):
+        """What became of C after its reply pipe closed (it is killed if it lingers without the pipe)."""
+        status = None
+        for _ in range(50):
+            status = _reap(self.pid)
+            if status is not None:
+                break
+            time.sleep(0.01)
+        if status is None:
+            _kill(self.pid)
+            return {"ev": "program-exit", "reason": "closed its reply pipe"}
+        if os.WIFSIGNALED(status):
+            sig = os.WTERMSIG(status)
+            if sig == signal.SIGXCPU:
+                return {"ev": "program-exit", "signal": sig, "reason": "timeout"}
+            return {"ev": "program-exit", "signal": sig}
+        return {"ev": "program-exit", "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None}
+
+    def close(self):
+        for fd in (self.call_fd, self.reply_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        _kill(self.pid)
+        _wait(self.pid)
+
+
+class _TestsError(Exception):
+    pass
+
+
+_PROGRAM_STATUS = {"error": ("phase", "type", "message", "where", "i"), "memory": ("phase", "i"),
+                   "exit-requested": ("phase", "code", "i"), "tampered": ("detail",)}
+
+
+def _program_status(msg):
+    """A status message from C, reduced to the kinds and fields C may report (never "completed")."""
+    if type(msg) is not dict or msg.get("ev") not in _PROGRAM_STATUS:
+        return {"ev": "tampered", "detail": "an unexpected status message from the program"}
+    ev = msg["ev"]
+    out = {"ev": ev}
+    for key in _PROGRAM_STATUS[ev]:
+        value = msg.get(key)
+        if value is not None:
+            out[key] = value if type(value) is int else str(value)[:500]
+    return out
+
+
+def _program_exception(info):
+    """The exception C's call raised, rebuilt in T as a builtin exception class (or RuntimeError)."""
+    info = info if type(info) is dict else {}
+    name, message = str(info.get("type", "Exception")), str(info.get("message", ""))[:500]
+    cls = vars(_builtins_module()).get(name)
+    exc = None
+    if isinstance(cls, type) and issubclass(cls, Exception):
+        try:
+            exc = cls(message)
+        except Exception:
+            exc = None
+    if exc is None:
+        exc = RuntimeError(f"{name}: {message}")
+    exc._ssd_program = {"ev": "error", "phase": "call", "type": name[:100], "message": message,
+                        "where": str(info.get("where", ""))[:300]}
+    return exc
+
+
+class _Remote:
+    """In T: the program's function `name`; calling it asks C and returns C's answer as exact builtin values."""
+
+    def __init__(self, conn, name):
+        self._conn, self.__name__ = conn, name
+
+    def __call__(self, *args, **kwargs):
+        return self._conn.call(self.__name__, args, kwargs)
+
+    def __repr__(self):
+        return f"<program function {self.__name__}>"
+
+
+def _program_server(job):
+    """C: load the program, report the names it defines, then answer T's calls until T closes the pipe."""
+    sys.set_int_max_str_digits(0)
+    reply = _Status(None, REPLY_FD)
+    snapshot = _snapshot()
+    namespace = _load_program(job, _Wrapped(reply), "__candidate__")
+    changed = _tampering(snapshot)
+    if changed:
+        reply.send(status={"ev": "tampered", "detail": "the program replaced " + ", ".join(changed[:5])})
+        _finish(1)
+    names = sorted(k for k, v in namespace.items() if k.isidentifier() and not k.startswith("__") and callable(v)
+                   and not isinstance(v, type(os)))
+    modules = {k: v.__name__ for k, v in namespace.items() if isinstance(v, type(os)) and isinstance(v.__name__, str)}
+    reply.send(loaded=names, modules=modules)
+    handles = []
+    buf = b""
+    while True:
+        while b"\n" not in buf:
+            chunk = os.read(CALL_FD, 1 << 16)
+            if not chunk:
+                _finish(0)
+            buf += chunk
+        line, buf = buf.split(b"\n", 1)
+        request = json.loads(line.decode("utf-8"))
+        fn = namespace.get(request["fn"])
+        try:
+            args = _decode(request["args"], handles)
+            kwargs = _decode(request["kwargs"], handles)
+            value = fn(*args, **kwargs)
+            encoded = _encode(value, handles)
+        except MemoryError:
+            reply.send(status={"ev": "memory", "phase": "call"})
+            _finish(1)
+        except SystemExit as exc:
+            reply.send(status={"ev": "exit-requested", "phase": "call", "code": str(exc.code)[:100]})
+            _finish(1)
+        except BaseException as exc:
+            reply.send(**{"raise": _describe(exc, "call")})
+            continue
+        changed = _tampering(snapshot)
+        if changed:
+            reply.send(status={"ev": "tampered", "detail": "the program replaced " + ", ".join(changed[:5])})
+            _finish(1)
+        reply.send(ok=encoded)
+
+
+class _Wrapped:
+    """`_load_program`'s status interface in C: its messages travel to T inside {"status": ...}."""
+
+    def __init__(self, reply):
+        self._reply = reply
+
+    def send(self, **msg):
+        self._reply.send(status=msg)
 
 
 def child_functional(job, _case, status):

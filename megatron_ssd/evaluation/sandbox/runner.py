@@ -1,7 +1,7 @@
 """Run model-written programs: one sandboxed process tree per sample, many samples in parallel.
 
-`run_jobs(jobs, cfg)` executes `SandboxJob`s (built by `megatron_ssd.evaluation.programs`) with `cfg.workers`
-threads, each driving one sandbox at a time, and returns one `SampleOutcome` per job (outcomes: `decoder.py`).
+`run_jobs(jobs, cfg)` executes `SandboxJob`s (built by `jobs.py`) with `cfg.workers`
+threads, each driving one sandbox at a time, and returns one `SampleOutcome` per job (outcomes: `protocol.py`).
 
 One run, step by step:
 1. The job (program, tests, test inputs, limits; never the expected outputs of stdin/functional problems) goes into
@@ -17,10 +17,11 @@ One run, step by step:
 4. A sandbox that fails to start (no "ready" record, e.g. a transient EAGAIN from the process limit while another
    sample's fork bomb is being killed) is retried with back-off.
 
-Residual risks, stated plainly: (a) in ``fallback-rlimits`` mode there is no filesystem/network/pid isolation, and
-processes that start a new session can outlive a killed harness; (b) humaneval/assert programs written against this
-harness could forge the in-process "tests completed" message (see `harness.py`); stdin/functional results cannot be
-forged because the expected outputs never enter the sandbox.
+Memory: every sample's process tree has one ceiling (`SandboxConfig.sample_memory_bytes`), enforced by a cgroup
+where the host allows it, else by accounting (`cgroups.py`); rows record which (`Execution.memory_limit`).
+
+Residual risks, stated plainly: in ``rlimits-only`` mode (an explicit opt-in) there is no filesystem/network/pid
+isolation, and processes that start a new session can outlive a killed harness. docs/SANDBOX.md has the table.
 """
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from ...errors import SSDError
+from . import cgroups
 from . import isolation as iso_mod
 from .protocol import ProtocolDecoder, SampleOutcome
 
@@ -55,11 +58,14 @@ class SandboxConfig:
     nproc: int = 32  # processes per sandbox (RLIMIT_NPROC inside its user namespace)
     fsize_mb: int = 16  # RLIMIT_FSIZE: largest file the program may write
     tmpfs_mb: int = 64  # size of the writable work dir (bwrap)
+    shm_mb: int = 16  # size of /dev/shm inside bwrap (0: no writable /dev/shm)
+    sample_memory_mb: int | None = None  # ceiling for the whole process tree (None: memory_mb + tmpfs + shm + 128)
+    memory_limit: str = "auto"  # auto (a cgroup where the host allows it, else accounting) | accounting
     nofile: int = 256  # RLIMIT_NOFILE
     output_limit_bytes: int = 8 << 20  # stdout per case (stdin problems: what is compared)
     stderr_limit_bytes: int = 1 << 20
     outer_output_cap: int = 1 << 20  # what the harness itself may print before the sandbox is killed
-    isolation: str = "auto"  # auto | bwrap | fallback
+    isolation: str = "bwrap"  # bwrap (required) | rlimits-only (the explicit opt-in; see isolation.py)
     bwrap: str | None = None  # bubblewrap executable (default: from PATH)
     python: str = "/usr/bin/python3"
     uid: int = 65534
@@ -69,10 +75,15 @@ class SandboxConfig:
 
     @classmethod
     def from_eval(cls, ecfg: Any, **overrides: Any) -> "SandboxConfig":
-        """Build from an `EvalConfig` (workers, timeout_s, memory_mb) plus explicit overrides."""
-        base = {"workers": ecfg.workers, "timeout_s": ecfg.timeout_s, "memory_mb": ecfg.memory_mb}
+        """Build from an `EvalConfig` (workers, timeout_s, memory_mb, isolation) plus explicit overrides."""
+        base = {"workers": ecfg.workers, "timeout_s": ecfg.timeout_s, "memory_mb": ecfg.memory_mb,
+                "isolation": ecfg.isolation}
         base.update(overrides)
         return cls(**base)
+
+    def sample_memory_bytes(self) -> int:
+        mb = self.sample_memory_mb or self.memory_mb + self.tmpfs_mb + self.shm_mb + 128
+        return int(mb) << 20
 
     def total_timeout(self, num_cases: int) -> float:
         return min(self.max_total_timeout_s, self.timeout_s * max(1, num_cases)) if num_cases > 1 else self.timeout_s
@@ -89,6 +100,7 @@ class SandboxJob:
     cases: list[str] = field(default_factory=list)  # stdin text / JSON argument lines (inputs only)
     expected: list[str] = field(default_factory=list)  # compared outside the sandbox; never sent in
     use_solution_class: bool = False
+    helper_code: str = ""  # humaneval: the prompt, run in the tests' process so its helpers (`poly`) are its own
 
 
 @dataclass
@@ -102,6 +114,7 @@ class Execution:
     stdout: str = ""
     stderr: str = ""
     cpu_s: float | None = None  # CPU seconds inside the sandbox as the harness measured them (None: not reported)
+    memory_limit: str = ""  # how the tree's memory ceiling was enforced: cgroup-v2 | cgroup-v1 | accounting
 
 
 @lru_cache(maxsize=1)
@@ -110,7 +123,17 @@ def harness_source() -> str:
 
 
 def resolve_isolation(cfg: SandboxConfig) -> iso_mod.Isolation:
-    return iso_mod.detect(cfg.isolation, cfg.python, cfg.uid, cfg.gid, cfg.tmpfs_mb << 20, cfg.bwrap)
+    """The isolation this config runs under; raises `SSDError` (nothing executed) when bwrap is required and absent."""
+    return iso_mod.detect(cfg.isolation, cfg.python, cfg.uid, cfg.gid, cfg.tmpfs_mb << 20, cfg.bwrap,
+                          cfg.shm_mb << 20)
+
+
+def resolve_memory_limit(cfg: SandboxConfig) -> cgroups.Backend:
+    """The mechanism behind the per-sample memory ceiling (`cgroups.py`)."""
+    if cfg.memory_limit not in ("auto", cgroups.ACCOUNTING):
+        raise SSDError(f"sandbox memory_limit {cfg.memory_limit!r}: choose auto or {cgroups.ACCOUNTING}.")
+    return cgroups.detect_backend() if cfg.memory_limit == "auto" else cgroups.Backend(cgroups.ACCOUNTING,
+                                                                                        note="requested")
 
 
 def run_jobs(jobs: Iterable[SandboxJob], cfg: SandboxConfig,
@@ -151,7 +174,7 @@ def _job_payload(job: SandboxJob, cfg: SandboxConfig, isolation: iso_mod.Isolati
     nproc = cfg.nproc if isolation.mode == iso_mod.BWRAP else cfg.nproc * max(1, cfg.workers) + 16
     return {
         "style": job.style, "program": job.program, "test_code": job.test_code, "entry_point": job.entry_point,
-        "cases": job.cases, "use_solution_class": job.use_solution_class, "isolation": isolation.mode,
+        "cases": job.cases, "use_solution_class": job.use_solution_class, "helper_code": job.helper_code, "isolation": isolation.mode,
         "case_timeout_s": float(cfg.timeout_s), "total_timeout_s": float(cfg.total_timeout(len(job.cases))),
         "memory_bytes": int(cfg.memory_mb) << 20, "nproc": int(nproc), "fsize_bytes": int(cfg.fsize_mb) << 20,
         "nofile": int(cfg.nofile), "output_limit_bytes": int(cfg.output_limit_bytes),
@@ -167,6 +190,9 @@ def _execute_once(job: SandboxJob, cfg: SandboxConfig, isolation: iso_mod.Isolat
     nonce_r, nonce_w = os.pipe()
     result_r, result_w = os.pipe()
     workdir = None
+    cgroup = None
+    backend = resolve_memory_limit(cfg)
+    ceiling = cfg.sample_memory_bytes()
     start = time.monotonic()
     try:
         job_file.write(json.dumps(payload).encode("utf-8"))
@@ -181,35 +207,52 @@ def _execute_once(job: SandboxJob, cfg: SandboxConfig, isolation: iso_mod.Isolat
         popen_kw: dict[str, Any] = dict(stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         pass_fds=(fds[0], nonce_r, result_w), start_new_session=True,
                                         **iso_mod.popen_identity(isolation))
+        if backend.kind != cgroups.ACCOUNTING:
+            try:
+                cgroup = cgroups.SampleCgroup(backend, ceiling, int(payload["nproc"]) + 8)
+            except OSError:  # e.g. the cgroup hierarchy went away: this sample is accounted instead
+                cgroup = None
+        memory_limit = backend.kind if cgroup is not None else cgroups.ACCOUNTING
+        prefix = cgroup.join_prefix() if cgroup is not None else cgroups.join_prefix([])
         if isolation.mode == iso_mod.BWRAP:
-            argv = iso_mod.launch_prefix(isolation) + iso_mod.bwrap_argv(isolation, cfg.tmpfs_mb << 20, inner)
+            argv = prefix + iso_mod.launch_prefix(isolation) + iso_mod.bwrap_argv(
+                isolation, cfg.tmpfs_mb << 20, inner, cfg.shm_mb << 20)
             popen_kw["env"] = {"PATH": "/usr/bin:/bin"}
             popen_kw["cwd"] = "/"
         else:
             workdir = _fallback_workdir(isolation)
-            argv = iso_mod.launch_prefix(isolation) + inner
+            argv = prefix + iso_mod.launch_prefix(isolation) + inner
             popen_kw["env"] = iso_mod.fallback_env(workdir)
             popen_kw["cwd"] = workdir
         try:
             proc = subprocess.Popen(argv, **popen_kw)
         except OSError as exc:
             outcome = SampleOutcome("crash", f"could not start the sandbox: {exc}", infra=True)
-            return Execution(outcome, isolation.mode, time.monotonic() - start)
+            return Execution(outcome, isolation.mode, time.monotonic() - start, memory_limit=memory_limit)
         finally:
             os.close(result_w)
             os.close(nonce_r)
             job_file.close()
         outer_deadline = start + payload["total_timeout_s"] + cfg.startup_slack_s
-        timed_out, stdout, stderr = _pump(proc, result_r, decoder, outer_deadline, cfg.outer_output_cap,
-                                          max_record=payload["output_limit_bytes"] * 8 + (1 << 20))
+        over = (lambda: cgroups.tree_rss_bytes(proc.pid) > ceiling) if cgroup is None else None
+        timed_out, stdout, stderr, over_ceiling = _pump(proc, result_r, decoder, outer_deadline,
+                                                        cfg.outer_output_cap,
+                                                        max_record=payload["output_limit_bytes"] * 8 + (1 << 20),
+                                                        over_ceiling=over)
         if isolation.mode == iso_mod.FALLBACK and not decoder.done:
             _kill_groups_as_sandbox_user(decoder.pgids, isolation)
         start_error = stderr.decode("utf-8", "replace").strip()[-500:]
         outcome = decoder.finish(timed_out=timed_out, returncode=proc.returncode, start_error=start_error)
+        if not outcome.passed and (over_ceiling or (cgroup is not None and cgroup.oom_killed())):
+            how = "killed by the evaluator" if over_ceiling else "cgroup OOM kill"
+            outcome = SampleOutcome("memory", f"the sample's processes together exceeded the {ceiling >> 20} MB "
+                                              f"memory ceiling ({memory_limit}: {how})")
         return Execution(outcome, isolation.mode, time.monotonic() - start,
                          stdout=stdout.decode("utf-8", "replace")[-2000:], stderr=start_error[-2000:],
-                         cpu_s=decoder.cpu_s)
+                         cpu_s=decoder.cpu_s, memory_limit=memory_limit)
     finally:
+        if cgroup is not None:
+            cgroup.remove()
         if nonce_w != -1:
             os.close(nonce_w)
         os.close(result_r)
@@ -218,10 +261,12 @@ def _execute_once(job: SandboxJob, cfg: SandboxConfig, isolation: iso_mod.Isolat
 
 
 def _pump(proc: subprocess.Popen, result_r: int, decoder: ProtocolDecoder, deadline: float, cap: int,
-          max_record: int) -> tuple[bool, bytes, bytes]:
-    """Read stdout/stderr/results until the sandbox ends, the decoder is done, a flood, or the deadline.
+          max_record: int, over_ceiling: Callable[[], bool] | None = None) -> tuple[bool, bytes, bytes, bool]:
+    """Read stdout/stderr/results until the sandbox ends, the decoder is done, a flood, the deadline, or (the
+    accounting fallback) `over_ceiling()` says the tree uses too much memory.
 
-    Returns (outer wall clock fired, stdout head, stderr head). The process group is always dead on return.
+    Returns (outer wall clock fired, stdout head, stderr head, killed over the memory ceiling). The process group is
+    always dead on return.
     """
     sel = selectors.DefaultSelector()
     out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
@@ -230,14 +275,18 @@ def _pump(proc: subprocess.Popen, result_r: int, decoder: ProtocolDecoder, deadl
         os.set_blocking(fd, False)
         sel.register(fd, selectors.EVENT_READ)
     buf = bytearray()
-    timed_out = stop = False
+    timed_out = stop = over = False
+    period = 1.0 if over_ceiling is None else cgroups.ACCOUNTING_PERIOD_S
     try:
         while sel.get_map() and not stop:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 timed_out = True
                 break
-            for key, _ in sel.select(min(remaining, 1.0)):
+            if over_ceiling is not None and over_ceiling():
+                over = stop = True
+                break
+            for key, _ in sel.select(min(remaining, period)):
                 try:
                     data = os.read(key.fd, 1 << 16)
                 except BlockingIOError:
@@ -271,7 +320,7 @@ def _pump(proc: subprocess.Popen, result_r: int, decoder: ProtocolDecoder, deadl
     if not stop and not timed_out and buf:
         buf += b"\n"
         _consume(buf, decoder)
-    return timed_out, bytes(captured[out_fd]), bytes(captured[err_fd])
+    return timed_out, bytes(captured[out_fd]), bytes(captured[err_fd]), over
 
 
 def _consume(buf: bytearray, decoder: ProtocolDecoder) -> bool:
