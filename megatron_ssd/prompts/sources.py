@@ -31,6 +31,11 @@ def load_source(kind: str, path: str | None = None, *, date_start: str = "", dat
         problems = [_from_generic(row, where) for where, row in read_rows(_need(path, kind))]
     else:
         raise DataError(f"unknown prompt source {kind!r}; use humaneval, jsonl, parquet, rstarcoder or livecodebench.")
+    if not problems and kind != "humaneval":
+        window = f" between {date_start or 'the start'} and {date_end or 'the end'} (data.*date*)" if (
+            kind == "livecodebench" and (date_start or date_end)) else ""
+        raise DataError(f"no prompt records{window}: the {kind} source is empty. Point data.path / data.eval_path at "
+                        "a file with one record per prompt.", path=str(Path(path).expanduser()))
     _check_unique_ids(problems, kind)
     return problems
 
@@ -173,7 +178,10 @@ def _from_generic(row: dict[str, Any], where: str) -> Problem:
 
 # ------------------------------------------------------------------------------------------- helpers
 def _nonempty(value: Any, where: str, field: str) -> str:
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, str):
+        raise DataError(f"{where}: field {field!r} is a {type(value).__name__} ({str(value)[:40]!r}), not text; "
+                        "write the prompt as a JSON string.")
+    if not value.strip():
         raise DataError(f"{where}: field {field!r} is empty; every prompt needs text.")
     return value
 

@@ -38,9 +38,9 @@ import torch.distributed as dist
 
 from ..errors import SSDError
 from ..models import checkpoint as ckpt_layout
+from ..models.parallel import ParallelDims, on_gpu
 from .loss import gpt_of
 from .optim import load_optimizer_state, materialize_adam_state
-from .parallel import ParallelDims, on_gpu
 
 OPTIMIZER_FORMAT = "fully_reshardable"
 CHECKPOINT_VERSION = 3.0
@@ -159,6 +159,7 @@ class Checkpointer:
 
         def publish() -> None:
             dist.barrier()
+            ckpt_layout.write_checksums_collective(tmp)  # the manifest is the last file, hashed by all ranks
             if self.dims.rank == 0:
                 if final.exists():
                     shutil.rmtree(final)
@@ -199,7 +200,7 @@ class Checkpointer:
         ckpt_layout.verify_complete(path)
         try:
             return dist_checkpointing.load_common_state_dict(str(path))
-        except Exception as exc:
+        except ckpt_layout.load_errors() as exc:  # CheckpointException is a BaseException
             raise SSDError(f"{path}: cannot read the checkpoint's common state ({type(exc).__name__}: {exc}); it "
                            "is corrupt or not a training checkpoint. Point `latest` at an older iter_* directory "
                            "or delete the run's train/ckpt to restart.") from exc
@@ -220,13 +221,13 @@ class Checkpointer:
             raise SSDError(f"{path}: not a megatron-ssd training checkpoint (no optimizer/ssd state); a converted "
                            "base model belongs in train/base, not train/ckpt.")
         saved_layout = common["ssd"].get("layout", {})
-        same_rng_layout = all(saved_layout.get(k) == self.dims.layout()[k]
+        same_rng_layout = all(saved_layout.get(k) == self.dims.sharding()[k]
                               for k in ("tensor", "pipeline", "virtual_pipeline", "context", "expert"))
         sd = self._sharded_state_dict(chunks, optimizer, scheduler, iteration=common["iteration"],
                                       ssd=common["ssd"], is_loading=True, with_rng=same_rng_layout)
         try:
             loaded = dist_checkpointing.load(sd, str(path))
-        except Exception as exc:
+        except ckpt_layout.load_errors() as exc:  # CheckpointException is a BaseException
             raise SSDError(f"{path}: cannot load this checkpoint ({type(exc).__name__}: {exc}). If it was written "
                            f"by another model or is damaged, point {self.root / ckpt_layout.LATEST} at an older "
                            "iter_* directory or delete train/ckpt to restart from the base model.") from exc
@@ -254,7 +255,7 @@ def load_base_weights(path: str | os.PathLike, chunks) -> Path:
     sd = {key: gpt_of(chunk).sharded_state_dict() for key, chunk in zip(keys, chunks)}
     try:
         loaded = dist_checkpointing.load(sd, str(d), strict=StrictHandling.RAISE_UNEXPECTED)
-    except Exception as exc:
+    except ckpt_layout.load_errors() as exc:  # CheckpointException is a BaseException
         raise SSDError(f"{d}: cannot load the base model weights ({type(exc).__name__}: {exc}); reconvert the base "
                        "model (delete train/base and rerun the train stage).") from exc
     for key, chunk in zip(keys, chunks):

@@ -9,7 +9,7 @@ import pytest
 from megatron_ssd.config import SSDConfig
 from megatron_ssd.generation.engine import Decoding, cpu_threads_bind
 from megatron_ssd.generation.evalrun import model_decodings
-from megatron_ssd.generation.sharded import GenerationJob, generate_jobs
+from megatron_ssd.generation.sharded import GenerationJob, generate_jobs, missing_shards
 from megatron_ssd.generation.shards import read_samples
 from megatron_ssd.problems import Problem
 from rich.console import Console
@@ -104,3 +104,14 @@ def test_base_model_gets_the_decode_only_labels_and_the_trained_model_the_sweep(
     assert list(ssd) == ["ssd", "ssd_T1", "ssd_T1.6"] and ssd["ssd_T1.6"].top_p == cfg.eval.top_p
     cfg.eval.temperature_sweep = []
     assert list(model_decodings(cfg, "ssd")) == ["ssd"]
+
+
+def test_missing_shards_tells_when_no_engine_is_needed(tmp_path):
+    """evaluate_labels loads an engine only when some shard of some job is missing (a rerun after scoring died
+    must not pay for an engine start)."""
+    j = job(tmp_path, "base", 0.6)
+    assert missing_shards(j) == [0, 1, 2]
+    generate_jobs(ScriptedEngine(), [replace(j, shards=[0, 2])], console=Console(quiet=True))
+    assert missing_shards(j) == [1]
+    generate_jobs(ScriptedEngine(), [j], console=Console(quiet=True))
+    assert missing_shards(j) == []
