@@ -6,10 +6,17 @@ resolved config stored in the run directory.
     ssd stage=<stage> run_dir=<dir>     the same in Hydra's own spelling
     ssd --cfg job                       print the composed config
     ssd run -m sample.temperature=1.2,1.6   a Hydra multirun sweep (one run directory per point)
+    ssd sweep-summary DIR               one table over a sweep's run directories (launch/sweep_summary.py)
+    ssd select ...                      choose a decoding from a sweep (megatron_ssd/selection/cli.py)
+    ssd -v run ...                      show everything libraries print live (default: <run>/logs/<stage>.log)
+
+Exit status: 0 done; 2 user error (one paragraph, no traceback); 3 incomplete (a stage could not run or waits
+for other engines); 4 stopped by the precondition verdict (training not allowed for the arm; `force_train=true`
+overrides); anything else is a failure.
 """
 from __future__ import annotations
 
-import logging
+import importlib
 import os
 import sys
 
@@ -17,21 +24,28 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
-from rich.logging import RichHandler
 
 from megatron_ssd.config import OPERATIONAL_KEYS, SSDConfig, register, validate
 from megatron_ssd.errors import SSDError
 from megatron_ssd.rounds import check_round2_gate
 from megatron_ssd.rundir import RunDir
 
-from .results_table import final_panel
-from .runner import chain_complete, outcome_table, run_chain, run_stage
+from .console import attach_to_terminal
+from .results_table import final_panel, stopped_panel
+from .runner import chain_complete, gate_stop, outcome_table, run_chain, run_stage
 from .stages import STAGE_NAMES
 
 register()
-console = Console(stderr=True)
+console = Console(stderr=True)  # `main` points it at a duplicate of the terminal fd (launch/console.py)
 EXIT_USER_ERROR = 2
 EXIT_INCOMPLETE = 3
+EXIT_STOPPED_BY_VERDICT = 4  # a clean stop, not a failure: scripts tell it apart from 1-3
+# Subcommands with their own argparse entry points, dispatched before Hydra.
+SUBCOMMANDS = {
+    "sweep-summary": "megatron_ssd.launch.sweep_summary",
+    "select": "megatron_ssd.selection.cli",
+}
+VERBOSE_FLAGS = ("-v", "--verbose")
 
 
 def _override_key(override: str) -> str:
@@ -45,7 +59,7 @@ def resolve_config(cfg: DictConfig, task_overrides: list[str]) -> SSDConfig:
     if composed.run_dir and not semantic:
         run = RunDir(composed.run_dir)
         if run.read_manifest() is not None:
-            stored = OmegaConf.merge(OmegaConf.structured(SSDConfig), run.stored_config())
+            stored = OmegaConf.structured(run.config())
             for key in OPERATIONAL_KEYS:  # this invocation's operational choices win
                 OmegaConf.update(stored, key, OmegaConf.select(OmegaConf.structured(composed), key), merge=False)
             return validate(stored, STAGE_NAMES)
@@ -62,13 +76,20 @@ def execute(cfg: SSDConfig) -> int:
         outcomes = run_chain(cfg, run, console)
         console.print(outcome_table(outcomes, run))
         if any(o.stage == "evaluate" and o.status in ("ran", "done-before") for o in outcomes):
-            console.print(final_panel(cfg, run.path))
+            console.print(final_panel(cfg, run))
+        stop = gate_stop(outcomes)
+        if stop is not None:
+            console.print(stopped_panel(stop, run))
+            return EXIT_STOPPED_BY_VERDICT
         if not chain_complete(outcomes):
             console.print("[bold yellow]PIPELINE INCOMPLETE:[/] the stages marked above did not run; "
                           "their outputs do not exist.")
             return EXIT_INCOMPLETE
         return 0
     outcome = run_stage(cfg.stage, cfg, run, console)
+    if outcome.gate is not None:
+        console.print(stopped_panel(outcome.gate, run))
+        return EXIT_STOPPED_BY_VERDICT
     if outcome.status == "incomplete":
         # e.g. one engine of a Slurm array finished its shards while others still run: success for this task.
         console.print(f"[yellow]{cfg.stage}: this process's part is done; the stage is not complete yet "
@@ -92,20 +113,28 @@ def hydra_main(cfg: DictConfig) -> None:
 
 
 def _translate_argv(argv: list[str]) -> list[str]:
-    """Accept `ssd run ...` and `ssd <stage> ...` besides Hydra's `stage=<stage>`."""
+    """Accept `ssd run ...`, `ssd <stage> ...` and `-v` besides Hydra's `stage=<stage>` and `verbose=true`.
+    The stage goes last, so Hydra's own flags (`-m`, `--cfg job`) stay ahead of the overrides, where argparse wants
+    them."""
+    if any(a in VERBOSE_FLAGS for a in argv):
+        argv = [a for a in argv if a not in VERBOSE_FLAGS] + ["verbose=true"]
     if argv and not argv[0].startswith("-") and "=" not in argv[0]:
         word = argv[0]
         if word != "run" and word not in STAGE_NAMES:
-            console.print(f"[bold red]error:[/] unknown command {word!r}; use `run` or a stage: {', '.join(STAGE_NAMES)}"
-                          " (see `ssd --help`).")
+            console.print(f"[bold red]error:[/] unknown command {word!r}; use `run`, a stage ({', '.join(STAGE_NAMES)})"
+                          f" or {' / '.join(SUBCOMMANDS)} (see `ssd --help`).")
             sys.exit(EXIT_USER_ERROR)
-        return [f"stage={word}", *argv[1:]]
+        return [*argv[1:], f"stage={word}"]
     return argv
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=console)])
-    sys.argv = [sys.argv[0], *_translate_argv(sys.argv[1:])]
+    argv = sys.argv[1:]
+    if argv and argv[0] in SUBCOMMANDS:
+        # why: imported only when asked for; neither belongs on the start-up path of `ssd run`
+        sys.exit(importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:]))
+    attach_to_terminal(console)
+    sys.argv = [sys.argv[0], *_translate_argv(argv)]
     hydra_main()
 
 

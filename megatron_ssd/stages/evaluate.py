@@ -16,10 +16,10 @@ from rich.table import Table
 from ..config import SSDConfig
 from ..evaluation.decisions.gate import load_collapse
 from ..generation.engine import engine_options, shared_engine
-from ..generation.evalrun import BASE_LABEL, evaluate_labels, label_dir, model_decodings
+from ..evaluation.report.formatting import estimate_with_ci
+from ..generation.evalrun import BASE_LABEL, evaluate_labels, model_decodings
 from ..models.base_model import resolve_base_model
-from ..rounds import latest_export
-from ..rundir import atomic_write_json
+from ..rounds import previous_round
 from . import StageContext
 from .prompts import load_prompts
 
@@ -28,22 +28,22 @@ def run(cfg: SSDConfig, ctx: StageContext) -> dict:
     problems = load_prompts(ctx.run.path, "eval")
     models = [(BASE_LABEL, resolve_base_model(cfg.model))]
     if cfg.round == 2:
-        models.append(("round1", latest_export(cfg.prev_run_dir)))
+        models.append(("round1", previous_round(cfg).latest_export()))
     if cfg.arm != "decode_only":
-        models.append(("ssd", latest_export(ctx.run.path)))
+        models.append(("ssd", ctx.run.latest_export()))
     summaries: dict[str, dict] = {}
     for name, path in models:
         decodings = model_decodings(cfg, name)
         difficulty_of = summaries[BASE_LABEL].get("difficulty_of") if BASE_LABEL in summaries else None
         load_engine = partial(shared_engine, path, engine_options(cfg))  # loaded only if a label is missing
-        summaries.update(evaluate_labels(load_engine, decodings, problems, cfg=cfg, run_dir=ctx.run.path,
+        summaries.update(evaluate_labels(load_engine, decodings, problems, cfg=cfg, run=ctx.run,
                                          model_name=f"{cfg.model.name}:{name}", console=ctx.console,
                                          difficulty_of=difficulty_of))
     collapse = None
     if "ssd" in summaries:
-        collapse = load_collapse(ctx.run.path, BASE_LABEL, "ssd")
+        collapse = load_collapse(ctx.run, BASE_LABEL, "ssd")
         if collapse is not None:
-            atomic_write_json(label_dir(ctx.run.path, "ssd") / "collapse.json", collapse)
+            ctx.run.write_collapse("ssd", collapse)
     ctx.console.print(results_table(summaries, cfg))
     if collapse is not None:
         for alert in collapse.get("alerts", []):
@@ -63,10 +63,6 @@ def results_table(summaries: dict[str, dict], cfg: SSDConfig) -> Table:
     for k in ks:
         table.add_column(f"pass@{k}")
     for label, s in summaries.items():
-        cells = []
-        for k in ks:
-            est = s.get("pass_at_k", {}).get(str(k))
-            cells.append(f"{100 * est['estimate']:.1f} [{100 * est['ci_low']:.1f}, {100 * est['ci_high']:.1f}]"
-                         if est else "-")
+        cells = [estimate_with_ci(s.get("pass_at_k", {}).get(str(k))) for k in ks]
         table.add_row(label, f"{s.get('temperature', '?')}", *cells)
     return table

@@ -9,20 +9,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config.schema import SSDConfig
-from ..rundir import atomic_write_text
+from ..models.base_model import resolve_base_model
+from ..models.checkpoint import checkpoint_info
+from ..models.convert import megatron_to_hf
+from ..models.hf_io import verify_hf_folder
 from . import StageContext
 
 
 def run(cfg: SSDConfig, ctx: StageContext) -> dict:
-    from ..models.base_model import resolve_base_model
-    from ..models.checkpoint import checkpoint_info
-    from ..models.convert import megatron_to_hf
-
-    ckpt_root = ctx.run.path / "train" / "ckpt"
-    info = checkpoint_info(ckpt_root)  # SSDError naming the path if missing, pointer-less or incomplete
-    hf_root = ctx.run.stage_dir("export") / "hf"
-    out = hf_root / info.path.name
+    # SSDError naming the path if missing, pointer-less or incomplete
+    info = checkpoint_info(ctx.run.checkpoints_dir)
+    ctx.run.stage_dir("export")
+    out = ctx.run.export_dir / info.path.name
     if _complete(out):
+        verify_hf_folder(out)  # checksums: an earlier export damaged since is refused by file name
         ctx.console.print(f"[export] {out} exists; skipping")
         summary = {"checkpoint": str(info.path), "iteration": info.iteration, "hf": str(out), "skipped": True}
     else:
@@ -30,7 +30,7 @@ def run(cfg: SSDConfig, ctx: StageContext) -> dict:
         ctx.console.print(f"[export] {info.path} -> {out} (template {base}, {cfg.model.dtype})")
         summary = megatron_to_hf(info.path, out, hf_template=base, dtype=cfg.model.dtype)
         summary["skipped"] = False
-    atomic_write_text(hf_root / "latest", out.name + "\n")
+    ctx.run.write_latest_export(out)
     return summary
 
 

@@ -13,9 +13,7 @@ passed; the outcome breakdown is in `outcomes`).
 """
 from __future__ import annotations
 
-import json
 from collections import Counter
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,40 +22,23 @@ import pyarrow.parquet as pq
 
 from ..config import SSDConfig
 from ..errors import DataError, SSDError
+from ..evaluation.postfilters import DECLARED, declared_filter
+from ..evaluation.sandbox.runner import SandboxConfig, resolve_isolation
+from ..evaluation.scoring import score_samples
 from ..problems import Problem
-from ..rundir import atomic_path, atomic_write_json
+from ..rundir import atomic_path, atomic_write_json, read_json
 from . import StageContext
+from .prompts import load_prompts
 
 DROPPED_NO_TESTS = "no_tests"
 FAILED_TESTS = "failed_tests"
 
 
-def load_prompt_problems(path: Path) -> dict[str, Problem]:
-    if not path.exists():
-        raise SSDError(f"{path} is missing; run the prompts stage first (`ssd stage=prompts run_dir=...`).")
-    try:
-        rows = pq.read_table(path).to_pylist()
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"not a readable parquet file ({exc}).", path=str(path)) from None
-    problems = {}
-    for i, row in enumerate(rows):
-        try:
-            problems[str(row["problem_id"])] = Problem.from_row(row)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DataError(f"row {i} is not a Problem row ({exc}).", path=str(path)) from None
-    return problems
-
-
 def run(cfg: SSDConfig, ctx: StageContext) -> dict[str, Any]:
-    from ..evaluation.postfilters import DECLARED, declared_filter
-    from ..evaluation.scoring import score_samples
-    from ..evaluation.sandbox.runner import SandboxConfig, resolve_isolation
-
-    run_dir = ctx.run.path
-    shards = sorted((run_dir / "samples").glob("shard_*.parquet"))
+    shards = ctx.run.sample_shards()
     if not shards:
-        raise SSDError(f"no samples/shard_*.parquet in {run_dir}; run the sample stage first.")
-    problems = load_prompt_problems(run_dir / "prompts" / "prompts.parquet")
+        raise SSDError(f"no samples/shard_*.parquet in {ctx.run.path}; run the sample stage first.")
+    problems = {p.problem_id: p for p in load_prompts(ctx.run.path)}
     out_dir = ctx.run.stage_dir("filter")
     sandbox_cfg = SandboxConfig.from_eval(cfg.eval)
     isolation = resolve_isolation(sandbox_cfg).mode
@@ -67,12 +48,11 @@ def run(cfg: SSDConfig, ctx: StageContext) -> dict[str, Any]:
     for shard in shards:
         out_path, counts_path = out_dir / shard.name, out_dir / f"{shard.stem}.counts.json"
         if out_path.exists() and counts_path.exists():
-            counts = json.loads(counts_path.read_text())
+            counts = read_json(counts_path)
             ctx.console.print(f"[dim]filter: {shard.name} already filtered "
                               f"({counts['kept']}/{counts['input']} kept)[/]")
         else:
-            counts = _filter_shard(shard, out_path, problems, sandbox_cfg,
-                                   partial(declared_filter, enabled=tuple(cfg.data.postfilters)), score_samples)
+            counts = _filter_shard(shard, out_path, problems, sandbox_cfg, tuple(cfg.data.postfilters))
             atomic_write_json(counts_path, counts)
             ctx.console.print(f"filter: {shard.name}: kept {counts['kept']}/{counts['input']} "
                               f"(dropped {counts['dropped']})")
@@ -97,8 +77,8 @@ def run(cfg: SSDConfig, ctx: StageContext) -> dict[str, Any]:
     return summary
 
 
-def _filter_shard(shard: Path, out_path: Path, problems: dict[str, Problem], sandbox_cfg, declared_filter,
-                  score_samples) -> dict[str, Any]:
+def _filter_shard(shard: Path, out_path: Path, problems: dict[str, Problem], sandbox_cfg: SandboxConfig,
+                  postfilters: tuple[str, ...]) -> dict[str, Any]:
     try:
         table = pq.read_table(shard)
     except (pa.ArrowInvalid, OSError) as exc:
@@ -114,7 +94,7 @@ def _filter_shard(shard: Path, out_path: Path, problems: dict[str, Problem], san
         pid = str(row["prompt_id"])
         if pid not in problems:
             raise DataError(f"row {i}: prompt_id {pid!r} is not in prompts/prompts.parquet.", path=str(shard))
-        reason = declared_filter(row)
+        reason = declared_filter(row, enabled=postfilters)
         if reason is None and not problems[pid].has_tests:
             reason = DROPPED_NO_TESTS
         if reason is not None:

@@ -16,14 +16,11 @@ from ..config.schema import SSDConfig
 from ..data.pack import pack_folder
 from ..data.samples import list_shards
 from ..data.tokenizer import load_tokenizer
+from ..models.base_model import resolve_base_model
 from ..rundir import atomic_path
 from . import StageContext
 
 STAGE = "pack"
-
-
-def input_dir(cfg: SSDConfig, run_path: Path) -> Path:
-    return run_path / ("filter" if cfg.arm == "verifier_aware" else "samples")
 
 
 def vocab_limit(model_dir: Path, tokenizer_vocab: int) -> int:
@@ -37,9 +34,7 @@ def vocab_limit(model_dir: Path, tokenizer_vocab: int) -> int:
 
 
 def run(cfg: SSDConfig, ctx: StageContext) -> dict[str, Any]:
-    from ..models.base_model import resolve_base_model  # the lead's module; imported late so this one stands alone
-
-    src = input_dir(cfg, ctx.run.path)
+    src = ctx.run.filtered_dir if cfg.arm == "verifier_aware" else ctx.run.samples_dir
     num_shards = len(list_shards(src))
     model_dir = Path(resolve_base_model(cfg.model))
     tokenizer = load_tokenizer(model_dir)
@@ -62,7 +57,11 @@ def run(cfg: SSDConfig, ctx: StageContext) -> dict[str, Any]:
                 vocab_limit=vocab_limit(model_dir, tokenizer.vocab_size),
                 on_shard=lambda _: progress.advance(read_task),
                 on_progress=on_progress,
+                mix=cfg.data.mix,
+                mix_seed=cfg.data.mix_seed,
             )
+    for mixed in meta["mix"]["sources"]:  # anchor data is an input of the run: hash it into the manifest
+        ctx.run.record_input(f"data.mix:{mixed['name']}", mixed["path"])
     counts = meta["counts"]
     summary = {
         "path": str(out),

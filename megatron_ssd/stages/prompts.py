@@ -13,10 +13,8 @@ from ..prompts.contamination import find_contamination
 from ..prompts.dedup import dedup
 from ..prompts.sources import load_source
 from ..prompts.split import split_heldout, stable_unit
-from ..rundir import atomic_path
+from ..rundir import RunDir, atomic_path
 from . import StageContext
-
-PROMPTS_FILE = "prompts.parquet"
 
 
 def _cap(problems: list[Problem], limit: int | None, salt: str) -> list[Problem]:
@@ -59,8 +57,7 @@ def run(cfg: SSDConfig, ctx: StageContext) -> dict:
         raise DataError("the eval set is empty; check data.eval_source / data.eval_path and data.max_eval_problems.")
 
     rows = [{**p.to_row(), "split": "train"} for p in train] + [{**p.to_row(), "split": "eval"} for p in eval_set]
-    out = ctx.run.stage_dir("prompts") / PROMPTS_FILE
-    with atomic_path(out) as tmp:
+    with atomic_path(ctx.run.prompts_path) as tmp:
         pq.write_table(pa.Table.from_pylist(rows), tmp)
 
     summary = {
@@ -84,9 +81,13 @@ def run(cfg: SSDConfig, ctx: StageContext) -> dict:
     return summary
 
 
-def load_prompts(run_dir: Path, split: str) -> list[Problem]:
-    path = Path(run_dir) / "prompts" / PROMPTS_FILE
-    if not path.exists():
-        raise DataError(f"{path} is missing; run `ssd stage=prompts run_dir={run_dir}` first.")
-    table = pq.read_table(path)
-    return [Problem.from_row(r) for r in table.to_pylist() if r["split"] == split]
+def load_prompts(run_dir: str | Path, split: str | None = None) -> list[Problem]:
+    """The Problems of one split ("train", "eval"), or of both, as the prompts stage stored them."""
+    run = RunDir(run_dir)
+    problems = []
+    for i, row in enumerate(run.prompts(split).to_pylist()):
+        try:
+            problems.append(Problem.from_row(row))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"row {i} is not a Problem row ({exc}).", path=str(run.prompts_path)) from None
+    return problems

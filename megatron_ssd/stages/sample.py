@@ -4,6 +4,9 @@ With `sample.num_engines > 1` and `sample.engine_rank = -1` the stage starts one
 given its own GPUs, `tensor_parallel_size` per engine, through CUDA_VISIBLE_DEVICES) and waits for them; on a
 cluster each Slurm array task runs with `sample.engine_rank=$SLURM_ARRAY_TASK_ID` instead. Shards are assigned
 round-robin, so engines never write the same file. The stage is done when every shard exists.
+
+One engine's worker: `python -m megatron_ssd.stages.sample RUN_DIR RANK` reads the resolved config the launcher
+stored in the run directory (never Hydra: workers are not launcher processes) and generates the shards of RANK.
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
+from rich.console import Console
 
 from ..config import SSDConfig
 from ..errors import SSDError
@@ -22,20 +25,14 @@ from ..generation.sharded import generate_sharded
 from ..generation.shards import read_samples
 from ..generation.stats import sample_stats
 from ..rounds import policy_model
-from ..rundir import atomic_write_json
+from ..rundir import RunDir, atomic_write_json
 from . import StageContext
 from .prompts import load_prompts
-
-SAMPLES_DIR = "samples"
-
-
-def samples_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / SAMPLES_DIR
 
 
 def run(cfg: SSDConfig, ctx: StageContext) -> dict:
     s = cfg.sample
-    out = samples_dir(ctx.run.path)
+    out = ctx.run.samples_dir
     if s.num_engines > 1 and s.engine_rank < 0:
         _run_engine_workers(cfg, ctx)
     else:
@@ -78,7 +75,7 @@ def _run_engine_workers(cfg: SSDConfig, ctx: StageContext) -> None:
                 raise SSDError(f"sample.num_engines={s.num_engines} x tensor_parallel_size={s.tensor_parallel_size}"
                                f" needs {s.num_engines * s.tensor_parallel_size} GPUs; {len(gpus)} are visible.")
             env["CUDA_VISIBLE_DEVICES"] = ",".join(group)
-        cmd = [sys.executable, "-m", "megatron_ssd.generation.worker", str(ctx.run.path), str(rank)]
+        cmd = [sys.executable, "-m", "megatron_ssd.stages.sample", str(ctx.run.path), str(rank)]
         procs.append((rank, subprocess.Popen(cmd, env=env)))
     failed = [rank for rank, p in procs if p.wait() != 0]
     if failed:
@@ -97,3 +94,16 @@ def _visible_gpus() -> list[str]:
         return []
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     return visible.split(",")[:n] if visible else [str(i) for i in range(n)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    run_dir, rank = (argv or sys.argv[1:])[:2]
+    rundir = RunDir(run_dir)
+    cfg = rundir.config()
+    cfg.sample.engine_rank = int(rank)
+    run(cfg, StageContext(run=rundir, console=Console(stderr=True)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

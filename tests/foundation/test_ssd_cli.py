@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from megatron_ssd.launch.cli import _translate_argv
+
 SSD = str(Path(sys.executable).parent / "ssd")
 
 
@@ -63,8 +65,10 @@ def test_bad_prompt_file_names_file_and_line(tmp_path):
 
 
 def test_slurm_dry_run_prints_every_stage_with_engine_ranks():
-    out = subprocess.run(["bash", "slurm/ssd_30b.sh"], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "DRY_RUN": "1", "NODES": "4"},
+    out = subprocess.run(["bash", "slurm/ssd_30b.sh", "decision.required=false"], capture_output=True, text=True,
+                         timeout=60,
+                         env={**os.environ, "DRY_RUN": "1", "NODES": "4",
+                              "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},  # the venv's ssd
                          cwd=Path(__file__).resolve().parents[2])
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
@@ -72,3 +76,32 @@ def test_slurm_dry_run_prints_every_stage_with_engine_ranks():
     assert stages == ["prompts", "diagnose", "sample", "pack", "train", "export", "evaluate", "report"]
     srun = next(line for line in lines if line.startswith("+ srun"))
     assert "--ntasks=16" in srun and "--gpus-per-task=2" in srun and "sample.engine_rank=\\$SLURM_PROCID" in srun
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["run", "-m", "a=1,2"], ["-m", "a=1,2", "stage=run"]),
+    (["sample", "run_dir=x"], ["run_dir=x", "stage=sample"]),
+    (["-v", "run", "eval.n=2"], ["eval.n=2", "verbose=true", "stage=run"]),
+    (["--cfg", "job"], ["--cfg", "job"]),
+])
+def test_translate_argv_puts_the_stage_last(argv, expected):
+    assert _translate_argv(argv) == expected
+
+
+def test_multirun_sweep_through_the_stage_word(tmp_path):
+    out = ssd("prompts", "-m", "data.max_eval_problems=6,7", f"runs_root={tmp_path}/runs", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    done = sorted(json.loads(p.read_text())["summary"]["eval"] for p in (tmp_path / "runs").glob("*/prompts/.done"))
+    assert done == [6, 7]
+
+
+@pytest.mark.parametrize("command, usage", [("sweep-summary", "usage: ssd sweep-summary"),
+                                            ("select", "usage: ssd select")])
+def test_subcommands_dispatch_before_hydra(command, usage):
+    out = ssd(command, "--help")
+    assert out.returncode == 0 and usage in out.stdout, out.stdout + out.stderr
+
+
+def test_help_documents_exit_status_and_logs():
+    out = ssd("--help")
+    assert "4 stopped by the precondition verdict" in out.stdout and "logs/<stage>.log" in out.stdout
