@@ -13,16 +13,19 @@ import traceback
 from pathlib import Path
 
 from ..errors import SSDError
-from ..rundir import atomic_write_json
-from .paths import TrainPaths, read_config
+from ..rundir import atomic_write_json, read_config
+from ..runlock import join_run
+from .paths import TrainPaths
+from .preemption import EXIT_PREEMPTED, Preempted
 
 EXIT_USER_ERROR = 3
 
 
 def run_training(config_path: str | os.PathLike, *, init_method: str | None = None) -> dict:
     """Train with the config at `config_path` on this rank (the process group comes from torchrun's env)."""
-    from .parallel import destroy_distributed
-    from .trainer import Trainer
+    # torch and megatron-core load here, in the rank, not when the launcher reads this module's exit codes
+    from ..models.parallel import destroy_process_groups
+    from .trainer import Trainer  # see above
 
     cfg = read_config(config_path)
     if not cfg.run_dir:
@@ -31,7 +34,7 @@ def run_training(config_path: str | os.PathLike, *, init_method: str | None = No
     try:
         return Trainer(cfg, paths, init_method=init_method).fit()
     finally:
-        destroy_distributed()
+        destroy_process_groups()
 
 
 def _record_failure(config_path: str, exc: BaseException, user_error: bool) -> None:
@@ -51,12 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rank = int(os.environ.get("RANK", "0"))
     try:
+        join_run()  # hold the run directory with the command that started torchrun, and die with torchrun
         run_training(args.config)
     except SSDError as exc:
         _record_failure(args.config, exc, user_error=True)
         if rank == 0:
             print(f"\nERROR: {exc}", file=sys.stderr, flush=True)
-        return EXIT_USER_ERROR
+        return EXIT_PREEMPTED if isinstance(exc, Preempted) else EXIT_USER_ERROR
     except BaseException as exc:
         _record_failure(args.config, exc, user_error=False)
         traceback.print_exc()

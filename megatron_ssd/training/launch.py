@@ -2,7 +2,7 @@
 
 local:  python -m torch.distributed.run --nproc-per-node=N --nnodes=1 --standalone
             -m megatron_ssd.training.entry --config <run>/train/config.yaml
-slurm:  srun --nodes=$SLURM_NNODES --ntasks-per-node=1 --kill-on-bad-exit=1
+slurm:  srun --nodes=$SLURM_NNODES --ntasks-per-node=1 --kill-on-bad-exit=1 --overlap
             python -m torch.distributed.run --nproc-per-node=N --nnodes=$SLURM_NNODES
             --rdzv-backend=c10d --rdzv-endpoint=<first node of the allocation>:<port> --rdzv-id=$SLURM_JOB_ID
             -m megatron_ssd.training.entry --config ...
@@ -15,10 +15,12 @@ import shlex
 import signal
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 from ..config.schema import SSDConfig
 from ..errors import ConfigError, SSDError
+from ..runlock import die_with_parent
 
 ENTRY = "megatron_ssd.training.entry"
 DEFAULT_PORT = 29500
@@ -42,8 +44,24 @@ def slurm_head_node(env: dict[str, str]) -> str:
 def torchrun_command(cfg: SSDConfig, config_path: str | os.PathLike, *, env: dict[str, str] | None = None,
                      python: str | None = None) -> list[str]:
     env = dict(os.environ if env is None else env)
-    p, c = cfg.parallel, cfg.cluster
+    c = cfg.cluster
     python = python or sys.executable
+    if c.launcher != "slurm":  # local, or the error naming an unknown launcher
+        return launch_argv(cfg, config_path, python=python)
+    if c.dry_run and not (env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")):
+        head, job = "$MASTER_ADDR", "$SLURM_JOB_ID"  # printed, not run: show where the values come from
+    else:
+        head, job = slurm_head_node(env), env.get("SLURM_JOB_ID", "ssd-train")
+    return launch_argv(cfg, config_path, head=head, job_id=job, port=env.get("MASTER_PORT", str(DEFAULT_PORT)),
+                       python=python)
+
+
+def launch_argv(cfg: SSDConfig, config_path: str | os.PathLike, *, head: str = "$MASTER_ADDR",
+                job_id: str = "$SLURM_JOB_ID", port: int | str = DEFAULT_PORT, python: str = "python") -> list[str]:
+    """The launch command as data: reads no environment and asks Slurm nothing, so a dry run (slurm/*.sh with
+    DRY_RUN=1) can print exactly what `torchrun_command` runs, with placeholders where the allocation's values go.
+    `--overlap` lets the step start inside another step (a submitit sweep point) and is a no-op in a batch script."""
+    p, c = cfg.parallel, cfg.cluster
     entry = ["-m", ENTRY, "--config", str(config_path)]
     if c.launcher == "local":
         if p.nnodes != 1:
@@ -52,14 +70,9 @@ def torchrun_command(cfg: SSDConfig, config_path: str | os.PathLike, *, env: dic
                 "--standalone", *entry]
     if c.launcher != "slurm":
         raise ConfigError(f"cluster.launcher={c.launcher!r}: choose local or slurm.")
-    if c.dry_run and not (env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")):
-        head, job = "$MASTER_ADDR", "$SLURM_JOB_ID"  # printed, not run: show where the values come from
-    else:
-        head, job = slurm_head_node(env), env.get("SLURM_JOB_ID", "ssd-train")
-    port = env.get("MASTER_PORT", str(DEFAULT_PORT))
-    return ["srun", f"--nodes={p.nnodes}", "--ntasks-per-node=1", "--kill-on-bad-exit=1",
+    return ["srun", f"--nodes={p.nnodes}", "--ntasks-per-node=1", "--kill-on-bad-exit=1", "--overlap",
             python, "-m", "torch.distributed.run", f"--nproc-per-node={p.nproc_per_node}", f"--nnodes={p.nnodes}",
-            "--rdzv-backend=c10d", f"--rdzv-endpoint={head}:{port}", f"--rdzv-id={job}", *entry]
+            "--rdzv-backend=c10d", f"--rdzv-endpoint={head}:{port}", f"--rdzv-id={job_id}", *entry]
 
 
 def rank_env(cfg: SSDConfig, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -83,12 +96,17 @@ def format_command(cmd: list[str]) -> str:
 
 def run_streaming(cmd: list[str], env: dict[str, str], log_path: str | os.PathLike, out=None) -> int:
     """Run `cmd`, copying its combined output to `out` (stdout) and `log_path` as it arrives (bytes, so the
-    progress bar's carriage returns pass through). Ctrl-C stops the whole process group it started."""
+    progress bar's carriage returns pass through). Ctrl-C stops the whole process group it started.
+
+    The child runs in its own session (a Ctrl-C at the terminal reaches only this process, which stops the group
+    in order) and gets SIGTERM when this process dies, even by kill -9: torchrun then stops its ranks, and the
+    ranks, which join the run (`runlock.join_run`), get SIGTERM themselves should torchrun die first."""
     out = out or sys.stdout
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=partial(die_with_parent, parent=os.getpid()))
         try:
             fd = proc.stdout.fileno()
             while True:

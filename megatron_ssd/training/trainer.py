@@ -25,8 +25,14 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from ..config.parallel import ParallelLayout
 from ..config.schema import SSDConfig
 from ..errors import SSDError
+from ..data.packed import PackedDataset
+from ..models.arch import describe, load_hf_config
+from ..models.checkpoint import checkpoint_info
+from ..models.parallel import ParallelDims, init_process_groups, on_gpu
+from ..models.provider import te_available
 from ..rundir import atomic_write_json, config_hash
 from .batches import BatchOrder, MicroBatch, MicroBatchBuilder
 from .checkpoint import Checkpointer, load_base_weights
@@ -35,8 +41,8 @@ from .loss import ForwardStep, micro_batch_losses, reduce_losses
 from .metrics import MetricsLogger
 from .model import PRECISION_DTYPES, build_model_chunks, num_parameters
 from .optim import build_optimizer, build_scheduler, current_lr
-from .parallel import ParallelDims, init_distributed, on_gpu
 from .paths import TrainPaths
+from .preemption import EXIT_PREEMPTED, PreemptionWatch
 
 
 class NonFiniteLoss(SSDError):
@@ -47,12 +53,6 @@ class Trainer:
     def __init__(self, cfg: SSDConfig, paths: TrainPaths, *, init_method: str | None = None):
         from megatron.core.pipeline_parallel import get_forward_backward_func
 
-        from ..data.packed import PackedDataset
-        from ..models.arch import describe, load_hf_config
-        from ..models.checkpoint import checkpoint_info
-        from ..models.layout import check_layout
-        from ..models.provider import te_available
-
         self.cfg, self.t, self.paths = cfg, cfg.train, paths
         t = self.t
 
@@ -61,16 +61,12 @@ class Trainer:
         self.info = describe(self.hf_config)
         self.base_info = checkpoint_info(paths.base)
         self.padded_vocab_size = self.base_info.padded_vocab_size
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        check_layout(self.info, cfg.parallel, t, world_size=world, padded_vocab_size=self.padded_vocab_size)
+        layout = ParallelLayout.from_config(cfg.parallel, world_size=int(os.environ.get("WORLD_SIZE", "1")))
+        layout.validate(t, self.info, padded_vocab_size=self.padded_vocab_size, cuda=on_gpu())
 
-        self.dims: ParallelDims = init_distributed(cfg.parallel, t.seed, init_method=init_method)
+        self.dims: ParallelDims = init_process_groups(layout, seed=t.seed, init_method=init_method)
         d = self.dims
         self.use_te = te_available()
-        if d.virtual_pipeline and (t.global_batch_size // (t.micro_batch_size * d.data)) % d.pipeline:
-            raise SSDError(f"parallel.virtual_pipeline needs the number of micro-batches per step "
-                           f"({t.global_batch_size // (t.micro_batch_size * d.data)}) to be a multiple of "
-                           f"parallel.pipeline={d.pipeline}; change train.global_batch_size or micro_batch_size.")
 
         # Data: every rank reads the bins of its data-parallel replica (memory-mapped).
         self.dataset = PackedDataset(paths.packed, expected_seq_length=t.seq_length)
@@ -79,7 +75,7 @@ class Trainer:
         self.micro_batch = MicroBatchBuilder(
             self.dataset, thd=self.use_te, cp_size=d.context, cp_rank=d.cp_rank, fp8=bool(t.fp8),
             sequence_parallel_size=d.tensor if d.sequence_parallel else 1, device=device)
-        self.num_microbatches = t.global_batch_size // (t.micro_batch_size * d.data)
+        self.num_microbatches = d.micro_batches_per_step(t)
 
         # Model, optimizer, schedule.
         self.chunks = build_model_chunks(self.hf_config, cfg.parallel, d, t, padded_vocab_size=self.padded_vocab_size,
@@ -115,7 +111,7 @@ class Trainer:
             "global_batch_size": t.global_batch_size,
             "seq_length": t.seq_length,
             "consumed_bins": self.iteration * t.global_batch_size,
-            "layout": self.dims.layout(),
+            "layout": self.dims.sharding(),
             "padded_vocab_size": self.padded_vocab_size,
             "config_hash": config_hash(self.cfg),
         }
@@ -250,6 +246,7 @@ class Trainer:
         tokens_per_step = t.global_batch_size * t.seq_length
         last: dict[str, Any] = {}
         exit_code = 1
+        stop = PreemptionWatch(self.paths.train_dir)  # SIGUSR1 or train/stop.request (training/preemption.py)
         try:
             while self.iteration < t.train_iters:
                 step = self.train_step(self.iteration)
@@ -270,10 +267,18 @@ class Trainer:
                 last = step
                 if self.iteration % t.save_interval == 0 or self.iteration == t.train_iters:
                     self._save()
+                if self.iteration < t.train_iters and stop.requested():
+                    if self.iteration % t.save_interval:
+                        self._save()
+                    self.checkpointer.close()  # an async save lands and `latest` points at it before the exit
+                    self.metrics.event("preempted", iteration=self.iteration)
+                    exit_code = EXIT_PREEMPTED
+                    raise stop.preempted(self.iteration, t.train_iters, self.checkpointer.last_saved)
             self.checkpointer.close()
             exit_code = 0
         finally:
-            if exit_code:
+            stop.close()
+            if exit_code not in (0, EXIT_PREEMPTED):
                 self.metrics.event("error", iteration=self.iteration)
             self.metrics.close(exit_code)
         seconds = time.perf_counter() - start
@@ -288,7 +293,7 @@ class Trainer:
             "tokens_per_s": steps * tokens_per_step / seconds if steps else None,
             "checkpoint": str(self.checkpointer.last_saved) if self.checkpointer.last_saved else None,
             "resumed_from": str(self.resumed_from) if self.resumed_from else None,
-            "layout": d.layout(),
+            "layout": d.sharding(),
             "metrics": str(self.paths.metrics),
         }
         if d.rank == 0:
