@@ -1,4 +1,4 @@
-"""Fused linear + cross-entropy against its peers and against the GEMM floor (DESIGN.md §9).
+"""Fused linear + cross-entropy against its peers and against the GEMM floor.
 
 For each model shape (hidden H, vocab V), token count N and masked fraction it measures forward, backward and
 forward+backward median times (CUDA events via triton.testing.do_bench, return_mode="median") and the peak
@@ -14,6 +14,10 @@ loss and gradients against the fp32 reference on a small shape.
 
     .venv/bin/python benchmarks/bench_linear_ce.py [--shapes qwen3-4b ...] [--tokens 4K 64K] [--impls ours ...]
     .venv/bin/python benchmarks/bench_linear_ce.py --smoke      # no GPU: interpreter correctness check only
+    .venv/bin/python benchmarks/bench_linear_ce.py --dry-run    # arguments and imports only, nothing runs
+
+`--budget-s` starts no new measurement after that many seconds (the rest are recorded as skipped), and the
+results are rewritten after every row, so a run cut short still leaves what it measured.
 
 Writes benchmarks/results/linear_ce_<device>_<date>.{csv,json}. Without CUDA it refuses to time anything
 (CPU/interpreter numbers say nothing about the GPU kernel) and only --smoke runs.
@@ -28,6 +32,7 @@ import os
 import re
 import socket
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -290,11 +295,32 @@ def parse_args(argv=None):
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory")
     p.add_argument("--smoke", action="store_true",
                    help="tiny shapes, correctness against the reference only, no timings (the only mode without CUDA)")
+    p.add_argument("--budget-s", type=float, default=None, help="start no measurement after this many seconds")
+    p.add_argument("--dry-run", action="store_true", help="check arguments and which impls import; run nothing")
     return p.parse_args(argv)
+
+
+def dry_run(args) -> int:
+    """The plan and each impl's import, without touching a device (Megatron's needs a process group: named only)."""
+    missing = []
+    for name in args.impls:
+        if name == "megatron":
+            continue
+        try:
+            build_impl(name, smoke=True)
+            print(f"ok {name}")
+        except Unavailable as exc:
+            missing.append(name)
+            print(f"unavailable here: {name} ({exc})")
+    rows = len(args.shapes) * len(args.tokens) * len(args.masked) * len(args.impls)
+    print(f"plan: {rows} rows: shapes {args.shapes}, tokens {args.tokens}, masked {args.masked}, impls {args.impls}")
+    return 0
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.dry_run:
+        return dry_run(args)
     cuda = torch.cuda.is_available()
     if not cuda and not args.smoke:
         print("bench_linear_ce: no CUDA device. Timings on CPU (Triton interpreter) would be meaningless; "
@@ -329,14 +355,21 @@ def main(argv=None) -> int:
             "floor_note": "3 GEMMs of 2*N*H*V (4 with recompute) x unmasked fraction at the measured GEMM rate"}
     print(f"{meta['device']}: bf16 GEMM 8192^3 = {tflops:.0f} TFLOP/s")
     rows = []
-    for shape_name in args.shapes:
-        for n in args.tokens:
+    start = time.monotonic()
+    for n in sorted(args.tokens):  # smallest first: a run cut by its budget loses the largest N, not a shape
+        for shape_name in args.shapes:
             for masked in args.masked:
                 for name, fn in impls.items():
+                    if args.budget_s is not None and time.monotonic() - start > args.budget_s:
+                        H, V = SHAPES[shape_name]
+                        rows.append({"impl": name, "shape": shape_name, "H": H, "V": V, "tokens": n,
+                                     "masked": masked, "status": f"skipped: time budget of {args.budget_s} s spent"})
+                        continue
                     rows.append(bench_row(name, fn, shape_name, n, masked, tflops, device))
                     r = rows[-1]
                     print(f"{shape_name} N={n} masked={masked} {name}: {r['status']} "
-                          f"{r.get('fwd_bwd_ms', float('nan')):.2f} ms fwd+bwd")
+                          f"{r.get('fwd_bwd_ms', float('nan')):.2f} ms fwd+bwd", flush=True)
+                    write_results(args.out, meta, rows)
     stem = write_results(args.out, meta, rows)
     _print_table(f"fused linear CE, {meta['device']}", rows,
                  ["shape", "tokens", "masked", "impl", "status", "fwd_ms", "bwd_ms", "fwd_bwd_ms", "peak_mem_gib",

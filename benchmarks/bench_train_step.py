@@ -4,6 +4,7 @@ data, per configuration: model size, sequence length, TP/PP/CP, bf16/FP8.
     python benchmarks/bench_train_step.py                      # the configs for this machine (CPU or GPU)
     python benchmarks/bench_train_step.py --only tiny-fp32-tp1,smollm2-135m-fp32-s1024 --steps 3
     python benchmarks/bench_train_step.py --list
+    python benchmarks/bench_train_step.py --gpu-check --budget-s 170   # ~1B Qwen3 shape, 8K/32K, both CE heads
 
 Each configuration gets a fresh run directory: an HF Llama folder with seeded random weights, converted with
 `hf_to_megatron` (the train stage's converter), packed data from random samples (documents of random length,
@@ -27,7 +28,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import hashlib
 import json
+import time
 import os
 import shutil
 import statistics
@@ -52,6 +55,11 @@ SMOLLM2_135M = dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, n
 LLAMA_1B = dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
                 num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=131072,
                 tie_word_embeddings=True, rope_theta=500000.0)
+# ~1.1B dense in Qwen3's shape (Qwen3-1.7B's width, 16 of its 28 layers; q/k norms, head_dim 128, tied 151,936
+# vocab): the one-GPU configuration of the GPU check (benchmarks/gpu/check.sh).
+QWEN3_1B = dict(vocab_size=151936, hidden_size=2048, intermediate_size=6144, num_hidden_layers=16,
+                num_attention_heads=16, num_key_value_heads=8, head_dim=128, max_position_embeddings=40960,
+                tie_word_embeddings=True, rope_theta=1000000.0, rms_norm_eps=1e-6)
 
 
 @dataclass
@@ -70,6 +78,10 @@ class Bench:
     device: str = "cpu"  # cpu | cuda
     doc_len: tuple[int, int] = (0, 0)  # completion lengths (uniform); default: 5% .. 60% of seq_length
     extra: dict = field(default_factory=dict)
+    arch: str = "llama"  # llama | qwen3 (the transformers config class of `model`)
+    # Megatron's local attention (the only one without Transformer Engine) materialises [B, heads, S, S]
+    # scores and probabilities per layer: beyond ~8K tokens that no longer fits one GPU.
+    needs_te: bool = False
 
     @property
     def nproc(self) -> int:
@@ -95,7 +107,16 @@ CONFIGS = [
     Bench("llama1b-bf16-s32768-tp2", LLAMA_1B, 32768, 4, 1, tp=2, precision="bf16", device="cuda"),
     Bench("llama1b-bf16-s32768-cp2", LLAMA_1B, 32768, 4, 1, cp=2, precision="bf16", device="cuda"),
     Bench("llama1b-bf16-s32768-pp2", LLAMA_1B, 32768, 8, 1, pp=2, precision="bf16", device="cuda"),
+    # The GPU check's one-GPU set: Megatron's vocab-parallel CE head against the fused linear-CE head.
+    Bench("qwen3-1b-bf16-s8192", QWEN3_1B, 8192, 4, 1, precision="bf16", device="cuda", arch="qwen3"),
+    Bench("qwen3-1b-bf16-s8192-fused-ce", QWEN3_1B, 8192, 4, 1, precision="bf16", device="cuda", arch="qwen3",
+          extra={"loss_impl": "fused_linear_ce"}),
+    Bench("qwen3-1b-bf16-s32768", QWEN3_1B, 32768, 2, 1, precision="bf16", device="cuda", arch="qwen3",
+          needs_te=True),
+    Bench("qwen3-1b-bf16-s32768-fused-ce", QWEN3_1B, 32768, 2, 1, precision="bf16", device="cuda", arch="qwen3",
+          needs_te=True, extra={"loss_impl": "fused_linear_ce"}),
 ]
+GPU_CHECK = [b.name for b in CONFIGS if b.name.startswith("qwen3-1b-")]
 
 
 def device_slug() -> str:
@@ -104,21 +125,45 @@ def device_slug() -> str:
     return torch.cuda.get_device_name().split()[-1].lower() if torch.cuda.is_available() else "cpu"
 
 
+def attention_path() -> str:
+    """Which attention the trainer uses here (it picks TE whenever it imports)."""
+    from megatron_ssd.models.provider import te_available
+
+    if te_available():
+        return "transformer_engine: THD packed sequences, fused attention"
+    return "megatron local DotProductAttention: unfused, explicit [B, 1, S, S] document mask (no Transformer Engine)"
+
+
 def prepare(b: Bench, root: Path, seed: int = 0) -> Path:
-    """Run directory with the converted random model and synthetic packed data."""
+    """Run directory with the converted random model and synthetic packed data. Configurations that differ
+    only in training options share one prepared model and data set (copied, not rebuilt)."""
     from megatron_ssd.models.convert import hf_to_megatron
     from megatron_ssd.training import synthetic
 
     run = root / b.name / "run"
-    hf = root / b.name / "hf"
     dtype = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[b.precision]
-    synthetic.random_llama(hf, seed=seed, std=0.02, dtype=dtype, **b.model)
-    hf_to_megatron(hf, run / "train" / "base", tp=1, dtype=dtype)
+    key = json.dumps([b.arch, b.model, b.seq_length, b.global_batch, b.doc_len, dtype, b.tp], sort_keys=True)
+    shared = root / "prepared" / hashlib.sha1(key.encode()).hexdigest()[:12]
+    if (shared / "ok").is_file():
+        shutil.copytree(shared / "run", run)
+        return run
+    hf = shared / "hf"
+    if b.arch == "qwen3":
+        from transformers import Qwen3Config
+
+        synthetic.random_model(hf, Qwen3Config(**b.model), seed=seed, std=0.02, dtype=dtype)
+    else:
+        synthetic.random_llama(hf, seed=seed, std=0.02, dtype=dtype, **b.model)
+    prepared = shared / "run"
+    hf_to_megatron(hf, prepared / "train" / "base", tp=1, dtype=dtype)
     lo, hi = b.doc_len if b.doc_len != (0, 0) else (max(4, b.seq_length // 20), max(8, b.seq_length * 3 // 5))
     bins_needed = b.global_batch * 4
     docs = max(16, int(bins_needed * b.seq_length / ((lo + hi) / 2 + 32)))
-    synthetic.write_packed(run / "pack", num_docs=docs, seq_length=b.seq_length, vocab_size=b.model["vocab_size"],
-                           seed=seed, prompt_len=(16, 48), completion_len=(lo, hi))
+    synthetic.write_packed(prepared / "pack", num_docs=docs, seq_length=b.seq_length,
+                           vocab_size=b.model["vocab_size"], seed=seed, prompt_len=(16, 48), completion_len=(lo, hi))
+    shutil.rmtree(hf)
+    (shared / "ok").write_text(key)
+    shutil.copytree(prepared, run)
     return run
 
 
@@ -137,7 +182,8 @@ def config_for(b: Bench, run: Path, iters: int):
 
 
 def run_one(b: Bench, root: Path, warmup: int, steps: int, timeout: int) -> dict:
-    from megatron_ssd.training.paths import TrainPaths, write_config
+    from megatron_ssd.rundir import write_config
+    from megatron_ssd.training.paths import TrainPaths
 
     run = prepare(b, root)
     paths = TrainPaths(run)
@@ -171,6 +217,8 @@ def run_one(b: Bench, root: Path, warmup: int, steps: int, timeout: int) -> dict
         "peak_flops_per_device": start["peak_flops_per_device"],
         "peak_flops_source": start["peak_flops_source"],
         "loss_first_last": [measured[0]["loss"], measured[-1]["loss"]],
+        "loss_impl": b.extra.get("loss_impl", "megatron"),
+        "thd": start.get("thd"),
     }
 
 
@@ -185,7 +233,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=3600)
     parser.add_argument("--workdir", help="where run directories go (default: a temporary folder, removed)")
     parser.add_argument("--out", help="results JSON (default: benchmarks/results/train_step_<device>_<date>.json)")
+    parser.add_argument("--gpu-check", action="store_true", help=f"the GPU check's set: {', '.join(GPU_CHECK)}")
+    parser.add_argument("--budget-s", type=float, default=None,
+                        help="start no configuration after this many seconds; each one's timeout is cut to what is left")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check the selected configurations and their configs without a GPU; run nothing")
     args = parser.parse_args(argv)
+    if args.gpu_check:
+        args.only = ",".join(GPU_CHECK)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.list:
         for b in CONFIGS:
@@ -196,6 +251,17 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(wanted) - {b.name for b in CONFIGS}
     if unknown:
         parser.error(f"unknown configs: {sorted(unknown)} (see --list)")
+    if args.dry_run:
+        from megatron_ssd.config.validate import validate
+
+        for b in CONFIGS:
+            if b.name in wanted:
+                cfg = config_for(b, Path(tempfile.gettempdir()) / "ssd-dry-run" / b.name, args.warmup + args.steps)
+                validate(cfg)
+                print(f"ok {b.name}: {b.arch} seq={b.seq_length} gbs={b.global_batch} {b.precision} "
+                      f"loss_impl={cfg.train.loss_impl}{' (needs TE)' if b.needs_te else ''}")
+        print(f"attention here: {attention_path()}")
+        return 0
     if device == "cpu" and any(b.device == "cuda" for b in CONFIGS if b.name in wanted):
         parser.error("GPU configurations need a CUDA device")
     slug, dev = device_slug(), machine_info()
@@ -203,13 +269,27 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else RESULTS / f"train_step_{slug}_{date}.json"
     root = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="ssd-bench-train-"))
     results = []
+    attention = attention_path()
+    t0 = time.monotonic()
     try:
         for b in CONFIGS:
             if b.name not in wanted:
                 continue
             print(f"== {b.name}", flush=True)
-            r = run_one(b, root, args.warmup, args.steps, args.timeout)
+            left = args.timeout if args.budget_s is None else args.budget_s - (time.monotonic() - t0)
+            if b.needs_te and not attention.startswith("transformer_engine"):
+                r = {"name": b.name, "skipped": f"needs Transformer Engine attention; here: {attention}"}
+            elif left < 30:
+                r = {"name": b.name, "skipped": f"time budget of {args.budget_s} s spent"}
+            else:
+                try:
+                    r = run_one(b, root, args.warmup, args.steps, int(min(args.timeout, left)))
+                except subprocess.TimeoutExpired:
+                    r = {"name": b.name, "error": f"timed out after {int(min(args.timeout, left))} s"}
             results.append(r)
+            if "skipped" in r:
+                print(f"   skipped: {r['skipped']}", flush=True)
+                continue
             if "error" in r:
                 print(f"   FAILED:\n{r['error']}", flush=True)
             else:
@@ -228,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
                                      "megatron-ssd"),
         "flops_formula": "per token: 6*N_matmul + 12*L*(n_heads*d_head)*S_eff; S_eff = sum(len^2)/sum(len) over "
                          "packed documents; MFU = FLOPs/(step_s*devices)/peak (see benchmarks/bench_train_step.py)",
+        "attention": attention,
         "warmup_steps": args.warmup,
         "measured_steps": args.steps,
         "results": results,

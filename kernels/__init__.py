@@ -1,6 +1,6 @@
 """Kernels of megatron-ssd, importable as `megatron_ssd.kernels` (never as a top-level `kernels`).
 
-Fused linear + cross-entropy (DESIGN.md §9): `fused_linear_cross_entropy` / `FusedLinearCrossEntropy`
+Fused linear + cross-entropy (docs: `linear_ce`'s module docstring): `fused_linear_cross_entropy` / `FusedLinearCrossEntropy`
 (Triton; CUDA, or CPU under TRITON_INTERPRET=1) and `reference_linear_cross_entropy` (pure torch).
 Importing this package does not import Triton; the kernels load on first use.
 """

@@ -21,9 +21,13 @@ compute the same function: RoPE scores depend only on the distance between query
 whether positions restart per document (THD) or run on across the bin (local path), as long as no score
 crosses a boundary - which is exactly what the mask guarantees.
 
-Context parallelism (TE only) splits every document into 2*CP chunks (load-balanced), which needs each
-document's length to be a multiple of 2*CP: `pad_segments` re-lays the micro-batch with padded segments
-(padding is loss-masked) and Megatron's `get_thd_batch_on_this_cp_rank` selects this rank's part.
+Context parallelism (attention under CP needs TE) splits every document into 2*CP chunks and gives CP rank r
+chunks r and 2*CP-1-r, so every rank holds an equal share of each document's causal attention work. That needs
+each document's length to be a multiple of 2*CP: `pad_segments` re-lays the micro-batch with padded segments
+(padding is loss-masked) and `cp_partition_index` selects this rank's positions - the index Transformer
+Engine's `thd_get_partitioned_indices` computes (Megatron's `get_thd_batch_on_this_cp_rank`), in plain torch so
+the partition is testable without TE. A CP rank can hold no loss token at all (a document's completion may fall
+entirely in another rank's chunks); the loss stays (sum, count) per rank, summed over ranks (`training.loss`).
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data.packed import collate_packed
 from ..errors import ConfigError
 
 
@@ -137,6 +142,24 @@ def pad_segments(arrays: dict[str, np.ndarray], cu_seqlens: np.ndarray, multiple
     return out, cu_real.astype(np.int32), cu_padded.astype(np.int32)
 
 
+def cp_partition_index(cu_seqlens_padded: np.ndarray, cp_size: int, cp_rank: int) -> torch.Tensor:
+    """Positions of the THD sequence that context-parallel rank `cp_rank` holds, in order: for each padded
+    segment (length a multiple of 2*cp_size, split into 2*cp_size equal chunks) chunk `cp_rank`, then chunk
+    `2*cp_size - 1 - cp_rank`. Same result as Transformer Engine's `thd_get_partitioned_indices`."""
+    if not 0 <= cp_rank < cp_size:
+        raise ValueError(f"cp_rank={cp_rank} is outside [0, {cp_size})")
+    cu = np.asarray(cu_seqlens_padded, dtype=np.int64)
+    lengths = np.diff(cu)
+    if (lengths % (2 * cp_size)).any():
+        raise ValueError(f"padded segment lengths {lengths.tolist()} are not multiples of 2 x cp_size={2 * cp_size}")
+    parts = []
+    for start, length in zip(cu[:-1], lengths):
+        chunk = length // (2 * cp_size)
+        for k in (cp_rank, 2 * cp_size - 1 - cp_rank):
+            parts.append(np.arange(start + k * chunk, start + (k + 1) * chunk))
+    return torch.from_numpy(np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
+
+
 class MicroBatchBuilder:
     """Turns bin indices into a `MicroBatch` for this rank (device, THD or mask, CP slice)."""
 
@@ -155,8 +178,6 @@ class MicroBatchBuilder:
         self.total_multiple = math.lcm(self.segment_multiple, cp_size * sequence_parallel_size * (16 if fp8 else 1))
 
     def __call__(self, bins: np.ndarray) -> MicroBatch:
-        from ..data.packed import collate_packed
-
         items = [self.dataset[int(b)] for b in bins]
         cus = [np.asarray(it["cu_seqlens"], dtype=np.int64) for it in items]
         if not self.thd:
@@ -175,7 +196,6 @@ class MicroBatchBuilder:
 
     def _thd(self, bins, items, lengths) -> MicroBatch:
         from megatron.core.packed_seq_params import PackedSeqParams
-        from megatron.core.utils import get_thd_batch_on_this_cp_rank
 
         flat = {k: np.concatenate([it[k] for it in items]) for k in ("tokens", "labels", "loss_mask", "position_ids")}
         cu = np.concatenate([[0], np.cumsum(np.concatenate(lengths))])
@@ -188,11 +208,14 @@ class MicroBatchBuilder:
             max_len = int(np.diff(cu).max())
             params = PackedSeqParams(qkv_format="thd", cu_seqlens_q=cu_t, cu_seqlens_kv=cu_t,
                                      max_seqlen_q=max_len, max_seqlen_kv=max_len)
-        else:
+        else:  # cu_seqlens stay global (TE's CP attention reads them so); the tensors hold this rank's part
             cu_p = torch.from_numpy(cu_padded).to(self.device)
-            max_len = torch.tensor([int(np.diff(cu_padded).max())], dtype=torch.int32)
-            tensors, params = get_thd_batch_on_this_cp_rank(tensors, cu_t, cu_p, max_len,
-                                                            cp_size=self.cp_size, cp_rank=self.cp_rank)
+            max_len = int(np.diff(cu_padded).max())
+            params = PackedSeqParams(qkv_format="thd", cu_seqlens_q=cu_t, cu_seqlens_kv=cu_t,
+                                     cu_seqlens_q_padded=cu_p, cu_seqlens_kv_padded=cu_p,
+                                     max_seqlen_q=max_len, max_seqlen_kv=max_len)
+            index = cp_partition_index(cu_padded, self.cp_size, self.cp_rank).to(self.device)
+            tensors = {k: v.index_select(1, index) for k, v in tensors.items()}
         return MicroBatch(
             bins=np.asarray(bins),
             tokens=tensors["tokens"],

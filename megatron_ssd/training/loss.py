@@ -28,6 +28,8 @@ from typing import Iterator
 import torch
 
 from ..errors import ConfigError
+from ..kernels import fused_linear_cross_entropy
+from ..models.parallel import on_gpu
 from .batches import MicroBatch
 
 IGNORE_INDEX = -100
@@ -95,22 +97,34 @@ class ForwardStep:
 
     def _fused_linear_ce(self, gpt, hidden: torch.Tensor, mb: MicroBatch) -> torch.Tensor:
         from megatron.core import parallel_state as ps
-        from megatron.core.tensor_parallel import gather_from_sequence_parallel_region
 
-        from ..kernels import fused_linear_cross_entropy
-
-        weight = output_weight(gpt)
-        if self.sequence_parallel:
-            # Under SP the decoder output is split along the sequence; the kernel needs every token. Its
-            # grad_hidden is already summed over TP ranks, so the backward is a plain split (no reduce-scatter).
-            hidden = gather_from_sequence_parallel_region(hidden, tensor_parallel_output_grad=False)
-        # Float16Module hands the last stage's output back in fp32; the bf16 -> fp32 -> bf16 trip is exact.
-        hidden = hidden.to(weight.dtype)
-        labels = mb.labels.masked_fill(mb.loss_mask == 0, IGNORE_INDEX).transpose(0, 1)  # [s, b] like hidden
         tp_group = ps.get_tensor_model_parallel_group() if ps.get_tensor_model_parallel_world_size() > 1 else None
-        per_token = fused_linear_cross_entropy(hidden, weight, labels, ignore_index=IGNORE_INDEX,
-                                               reduction="none", tp_group=tp_group)
-        return per_token.transpose(0, 1)  # [b, s], as GPTModel returns its losses
+        return fused_linear_ce_losses(hidden, output_weight(gpt), mb.labels, mb.loss_mask, tp_group=tp_group,
+                                      sequence_parallel=self.sequence_parallel)
+
+
+def fused_linear_ce_losses(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor,
+                           loss_mask: torch.Tensor, *, tp_group=None, sequence_parallel: bool = False) -> torch.Tensor:
+    """Per-token losses [b, s] of the fused head: decoder output `hidden` [s(/tp under SP), b, H], this rank's
+    vocab shard `weight` [V/tp, H], `labels`/`loss_mask` [b, s] (this CP rank's part).
+
+    Under sequence parallelism the decoder output is split along the sequence over TP ranks; the kernel needs
+    every token, so it is gathered first. The kernel then leaves grad_hidden as this rank's partial sum and the
+    gather's backward reduce-scatters it (ColumnParallelLinear's pattern under SP). Loss-masked positions are
+    ignored by the kernel (no FLOPs, zero loss and gradient); a rank with no loss token returns zeros.
+    """
+    # why local: megatron-core takes seconds to import; CPU-only stages import this module.
+    from megatron.core.tensor_parallel import gather_from_sequence_parallel_region
+
+    # Float16Module hands the last stage's output back in fp32; the bf16 -> fp32 -> bf16 trip is exact, and
+    # casting before the SP gather halves its traffic.
+    hidden = hidden.to(weight.dtype)
+    if sequence_parallel and tp_group is not None:
+        hidden = gather_from_sequence_parallel_region(hidden, tensor_parallel_output_grad=True, group=tp_group)
+    labels = labels.masked_fill(loss_mask == 0, IGNORE_INDEX).transpose(0, 1)  # [s, b] like hidden
+    per_token = fused_linear_cross_entropy(hidden, weight, labels, ignore_index=IGNORE_INDEX, reduction="none",
+                                           tp_group=tp_group, reduce_grad_hidden=not sequence_parallel)
+    return per_token.transpose(0, 1)  # [b, s], as GPTModel returns its losses
 
 
 def micro_batch_losses(losses: list[dict]) -> torch.Tensor:
@@ -125,8 +139,6 @@ def reduce_losses(per_mb: torch.Tensor, *, is_last_stage: bool) -> tuple[float, 
     data and context parallel ranks, then shared from the last pipeline stage with every stage."""
     import torch.distributed as dist
     from megatron.core import parallel_state as ps
-
-    from .parallel import on_gpu
 
     device = torch.device("cuda") if on_gpu() else torch.device("cpu")
     total = per_mb.sum(0).double().to(device) if is_last_stage and len(per_mb) else torch.zeros(2, dtype=torch.float64, device=device)

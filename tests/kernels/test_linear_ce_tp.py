@@ -39,6 +39,20 @@ def _check_rank(rank, case, tp_group):
         got = loss_and_grads(fn, hidden, shard, labels, tp_group=tp_group, **case)
         for name, a, b in zip(("loss", "grad_hidden", "grad_weight_shard"), got, expected):
             assert_close(a, b, torch.float32 if name == "loss" else dtype, f"rank {rank} {fn.__name__} {name}")
+    # Sequence parallelism's variant: grad_hidden left as this rank's partial sum, reduced by the caller.
+    loss, partial, gw = loss_and_grads(fused_linear_cross_entropy, hidden, shard, labels, tp_group=tp_group,
+                                       reduce_grad_hidden=False, **case)
+    assert not torch.equal(partial, expected[1].to(partial.dtype))
+    summed = partial.float()
+    dist.all_reduce(summed, group=tp_group)
+    assert_close(summed, expected[1], dtype, f"rank {rank} partial grad_hidden, summed over TP")
+    # Every label ignored (a context-parallel rank holding only prompt tokens): zeros, and no collective runs,
+    # so a rank of the group may skip the call entirely without a hang.
+    if rank == 0:
+        ignored = torch.full_like(labels, -100)
+        loss, gh, gw = loss_and_grads(fused_linear_cross_entropy, hidden, shard, ignored, tp_group=tp_group, **case)
+        assert torch.isfinite(loss).all() and not loss.any() and not gh.any() and not gw.any()
+    dist.barrier(group=tp_group)
 
 
 def _check_megatron(rank, tp_group):

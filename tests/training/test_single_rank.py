@@ -107,16 +107,16 @@ def test_packed_documents_do_not_attend_across_boundaries(make_run, trainer_fact
 # --------------------------------------------------------------------------------------------- loss heads
 @pytest.mark.parametrize("model", ["tied", "untied"])
 def test_fused_linear_ce_matches_megatron_loss_and_grads(make_run, trainer_factory, model, monkeypatch):
-    import megatron_ssd.kernels as kernels
+    import megatron_ssd.training.loss as loss_head
 
     kernel_calls = []
-    real_kernel = kernels.fused_linear_cross_entropy
+    real_kernel = loss_head.fused_linear_cross_entropy
 
     def counting_kernel(*args, **kwargs):
         kernel_calls.append(args[0].shape)
         return real_kernel(*args, **kwargs)
 
-    monkeypatch.setattr(kernels, "fused_linear_cross_entropy", counting_kernel)
+    monkeypatch.setattr(loss_head, "fused_linear_cross_entropy", counting_kernel)
     results = {}
     for impl in ("megatron", "fused_linear_ce"):
         cfg = h.config(make_run(f"run_{impl}", model=model), **{"train.loss_impl": impl})

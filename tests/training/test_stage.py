@@ -19,7 +19,8 @@ from megatron_ssd.rundir import RunDir
 from megatron_ssd.stages import StageContext
 from megatron_ssd.stages import train as train_stage
 from megatron_ssd.training.launch import torchrun_command
-from megatron_ssd.training.paths import TrainPaths, read_config
+from megatron_ssd.rundir import read_config
+from megatron_ssd.training.paths import TrainPaths
 
 
 def stage_cfg(run: Path, hf: Path, **overrides):
