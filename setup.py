@@ -56,7 +56,7 @@ GPU = [
     "wandb",
     "matplotlib",
 ]
-DEV = ["pytest", "pytest-timeout", "hypothesis", "import-linter"]
+DEV = ["pytest", "pytest-timeout", "hypothesis"]
 
 setup(
     name="megatron-ssd",

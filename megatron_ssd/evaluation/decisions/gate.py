@@ -1,16 +1,16 @@
 """The round-2 gate: only sample a second round from the round-1 model when round 1 clearly helped and nothing
-collapsed (DESIGN §7).
+collapsed (docs/CONTRACTS.md, "eval/").
 
 Pass iff all of:
 1. lift: round-1 pass@1 − base pass@1 ≥ `min_lift_pp` (default 2 pp) on the held-out set;
-2. significance: the two pass@1 CIs do not overlap, *or* the paired bootstrap CI of the difference (same
-   problems, resampled together) excludes 0 — the paired test is the more powerful of the two and is enough;
+2. significance: the two pass@1 CIs do not overlap, *or* the paired interval of the difference (same
+   problems, `scoring.paired_passk`) excludes 0 — the paired test is the more powerful of the two and is enough;
 3. no alerts from the anti-collapse battery (`collapse.run_battery`); a battery that was not run fails the gate,
    because "all probes in tolerance" must be shown, not assumed.
 
 Console use (exit status 0 = pass, 1 = fail, 2 = inputs missing/invalid):
 
-    python -m megatron_ssd.evaluation.gate RUN_DIR [--min-lift-pp 2] [--base base] [--model ssd]
+    python -m megatron_ssd.evaluation.decisions.gate RUN_DIR [--min-lift-pp 2] [--base base] [--model ssd]
 
 It reads RUN_DIR/eval/<base>/summary.json, RUN_DIR/eval/<model>/summary.json and the battery from
 RUN_DIR/eval/<model>/collapse.json (or computes it when both arms' results.jsonl rows carry `text`).
@@ -18,29 +18,31 @@ RUN_DIR/eval/<model>/collapse.json (or computes it when both arms' results.jsonl
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any, Mapping
 
 from ...errors import SSDError
+from ...rundir import RunDir
 from ..scoring import paired_passk
+from .collapse import probe_stats, run_battery
 
 DEFAULT_MIN_LIFT_PP = 2.0
 
 
 def evaluate_gate(base: Mapping[str, Any], round1: Mapping[str, Any], collapse: Mapping[str, Any] | None, *,
-                  min_lift_pp: float = DEFAULT_MIN_LIFT_PP, bootstrap_samples: int | None = None,
-                  seed: int = 0) -> dict[str, Any]:
-    """Gate decision from two summaries (`results.summarize` schema) and a collapse battery result."""
+                  min_lift_pp: float = DEFAULT_MIN_LIFT_PP, ci_level: float | None = None,
+                  bootstrap_samples: int | None = None, seed: int | None = None) -> dict[str, Any]:
+    """Gate decision from two summaries (`scoring.summarize` schema) and a collapse battery result.
+
+    CI settings default to the ones recorded in round1's summary (`bootstrap`: the run's configuration).
+    """
     reasons: list[str] = []
     b1, r1 = (base.get("pass_at_k") or {}).get("1"), (round1.get("pass_at_k") or {}).get("1")
     if b1 is None or r1 is None:
         return {"passed": False, "reasons": ["pass@1 missing from the base or round-1 summary"], "lift_pp": None}
     lift_pp = 100 * (r1["estimate"] - b1["estimate"])
-    ci_level = float(r1.get("ci_level", 0.95))
-    samples = bootstrap_samples or int((round1.get("bootstrap") or {}).get("samples", 2000))
-    paired = paired_passk(base, round1, 1, ci_level, samples, seed)
+    paired = paired_passk(base, round1, 1, ci_level, bootstrap_samples, seed)
     overlap = not (r1["ci_low"] > b1["ci_high"] or b1["ci_low"] > r1["ci_high"])
     lift_ok = lift_pp >= min_lift_pp
     paired_ok = paired["ci_low"] > 0
@@ -66,57 +68,49 @@ def evaluate_gate(base: Mapping[str, Any], round1: Mapping[str, Any], collapse: 
 
 
 # ------------------------------------------------------------------------------------------ run-dir loading
-def _load_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SSDError(f"{path} is missing; run the evaluate stage for this arm first.") from None
-    except json.JSONDecodeError as exc:
-        raise SSDError(f"{path}: not valid JSON ({exc}).") from None
-
-
-def load_collapse(run_dir: Path, base_label: str, model_label: str) -> dict[str, Any] | None:
+def load_collapse(run: RunDir, base_label: str, model_label: str) -> dict[str, Any] | None:
     """The stored battery result, or one computed from both arms' results.jsonl texts, or None."""
-    stored = run_dir / "eval" / model_label / "collapse.json"
-    if stored.exists():
-        return _load_json(stored)
-    from .collapse import probe_stats, run_battery
-
+    stored = run.collapse(model_label)
+    if stored is not None:
+        return stored
     arms = []
     for label in (base_label, model_label):
-        path = run_dir / "eval" / label / "results.jsonl"
-        if not path.exists():
-            return None
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        rows = run.eval_results(label)
         if not rows or any("text" not in r for r in rows):
             return None
         arms.append(probe_stats([r["text"] for r in rows], [r.get("num_tokens") for r in rows],
                                 [r["prompt_id"] for r in rows]))
-    summaries = [_load_json(run_dir / "eval" / lbl / "summary.json") for lbl in (base_label, model_label)]
-    return run_battery(arms[0], arms[1], base_summary=summaries[0], model_summary=summaries[1])
+    base_summary, model_summary = (_summary(run, label) for label in (base_label, model_label))
+    return run_battery(arms[0], arms[1], base_summary=base_summary, model_summary=model_summary)
 
 
 def gate_run_dir(run_dir: str | Path, *, base_label: str = "base", model_label: str = "ssd",
                  min_lift_pp: float | None = None) -> dict[str, Any]:
-    run_dir = Path(run_dir)
-    base = _load_json(run_dir / "eval" / base_label / "summary.json")
-    model = _load_json(run_dir / "eval" / model_label / "summary.json")
+    run = RunDir(run_dir)
+    base, model = _summary(run, base_label), _summary(run, model_label)
     if min_lift_pp is None:
-        min_lift_pp = _configured_min_lift(run_dir)
-    return evaluate_gate(base, model, load_collapse(run_dir, base_label, model_label), min_lift_pp=min_lift_pp)
+        min_lift_pp = configured_min_lift(run)
+    return evaluate_gate(base, model, load_collapse(run, base_label, model_label), min_lift_pp=min_lift_pp)
 
 
-def _configured_min_lift(run_dir: Path) -> float:
-    """`eval.gate_min_lift_pp` from the run's manifest when the config has it, else the default."""
+def configured_min_lift(run: RunDir) -> float:
+    """`eval.gate_min_lift_pp` from the run's stored config when it has one, else the default."""
     try:
-        cfg = json.loads((run_dir / "manifest.json").read_text())["config"]
-        return float(cfg["eval"]["gate_min_lift_pp"])
-    except (OSError, KeyError, TypeError, ValueError):
+        return float(run.config_value("eval.gate_min_lift_pp", DEFAULT_MIN_LIFT_PP))
+    except (SSDError, TypeError, ValueError):
         return DEFAULT_MIN_LIFT_PP
 
 
+def _summary(run: RunDir, label: str) -> dict[str, Any]:
+    summary = run.eval_summary(label)
+    if summary is None:
+        raise SSDError(f"{run.eval_dir(label) / 'summary.json'} is missing; run the evaluate stage for this arm "
+                       "first.")
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m megatron_ssd.evaluation.gate", description="the round-2 gate")
+    p = argparse.ArgumentParser(prog="python -m megatron_ssd.evaluation.decisions.gate", description="the round-2 gate")
     p.add_argument("run_dir")
     p.add_argument("--min-lift-pp", type=float, default=None)
     p.add_argument("--base", default="base", help="eval label of the base model")
