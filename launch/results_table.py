@@ -47,7 +47,7 @@ def final_panel(cfg: SSDConfig, run: RunDir) -> Panel:
             for k in (ks[0], ks[-1]) if ks else ():
                 d = paired_passk(base, other, k, cfg.eval.ci_level, cfg.eval.bootstrap_samples, cfg.seed)
                 lines.append(f"{arm} - base, pass@{k}: {pp(d['delta'], signed=True)} pp {delta_ci(d)} "
-                             f"(paired bootstrap over {d['num_problems']} problems)")
+                             f"(paired over {d['num_problems']} problems, {d['ci_method']}, p={d['p_value']:.3f})")
     if summaries.get("SSD") and summaries.get("decode-only"):
         d = paired_passk(summaries["decode-only"], summaries["SSD"], 1, cfg.eval.ci_level, cfg.eval.bootstrap_samples,
                          cfg.seed)

@@ -445,6 +445,13 @@ class RunDir:
     def write_collapse(self, label: str, result: dict[str, Any]) -> None:
         atomic_write_json(self.eval_dir(label) / "collapse.json", result)
 
+    def selection(self, label: str, problems: list[str] | None = None) -> dict[str, Any] | None:
+        """The selection diagnostic of `label` (likelihood top-1 vs grounding), when it was computed."""
+        return read_json(self.eval_dir(label) / "selection.json", problems)
+
+    def write_selection(self, label: str, report: dict[str, Any]) -> None:
+        atomic_write_json(self.eval_dir(label) / "selection.json", report)
+
     # -- decisions
     @property
     def verdict_path(self) -> Path:

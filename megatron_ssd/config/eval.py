@@ -28,3 +28,7 @@ class EvalConfig:
     # rlimits-only (the explicit opt-in to running model-written code without it; recorded in every row and summary).
     # docs/SANDBOX.md has what each guarantees.
     isolation: str = "bwrap"
+    # With n > 1: per problem, compare the top-1 of the n samples by mean token log-probability with the samples'
+    # grounding (imports and calls that resolve in the standard library and the starter code) and write
+    # eval/<label>/selection.json. Observes only: pass@k and the verdict do not use it (docs/SELECTION.md).
+    selection_diagnostic: bool = False

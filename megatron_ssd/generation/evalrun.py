@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..evaluation.scoring import score_samples, summarize
 from ..evaluation.sandbox.runner import SandboxConfig, resolve_isolation
+from ..evaluation.selection_report import selection_enabled, selection_report
 from ..problems import Problem
 from ..rundir import RunDir
 from .engine import Decoding, VLLMEngine
@@ -70,7 +71,8 @@ def evaluate_labels(
             todo.append(label)
     shards = max(1, min(16, len(problems) // 8))
     jobs = [GenerationJob(f"eval {label}", problems, decodings[label], e.n, cfg.seed + EVAL_SEED_OFFSET,
-                          run.eval_samples_dir(label), shards, list(range(shards))) for label in todo]
+                          run.eval_samples_dir(label), shards, list(range(shards)), logprob=selection_enabled(e))
+            for label in todo]
     if todo:  # no generation without a sandbox to score it: bwrap missing stops here with the fix (SANDBOX.md)
         resolve_isolation(SandboxConfig.from_eval(e))
     if any(missing_shards(job) for job in jobs):  # every shard written (scoring died): no engine to load
@@ -106,6 +108,8 @@ def _score_label(label: str, decoding: Decoding, problems: list[Problem], *, cfg
         rows = score_samples(problems, samples, SandboxConfig.from_eval(e), progress=advance)
     text_of = {(s["prompt_id"], s["sample_idx"]): s["text"] for s in samples}
     run.write_eval_results(label, [{**r, "text": text_of[(r["prompt_id"], r["sample_idx"])]} for r in rows])
+    if selection_enabled(e):  # observes only; written before summary.json, which makes the label final
+        run.write_selection(label, selection_report(problems, samples, rows))
     summary = summarize(rows, problems, e.k, e.n, e.ci_level, e.bootstrap_samples, cfg.seed,
                         difficulty_of=difficulty_of)
     summary.update({"label": label, "model": model_name, "temperature": decoding.temperature,

@@ -7,6 +7,7 @@ sample does not depend on which jobs it was generated with.
 """
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -34,6 +35,9 @@ class GenerationJob:
     out_dir: Path
     num_shards: int
     shards: list[int]
+    # Record each sample's `cumulative_logprob` (the selection diagnostic's scalar). Off for the `sample` stage, so
+    # its engine requests stay exactly as they are; the column is then null.
+    logprob: bool = False
 
 
 @dataclass
@@ -117,7 +121,7 @@ class _JobState:
                 text, ids = self.rendered[p.problem_id]
                 for i in range(job.n):
                     yield Request(p.problem_id, i, sample_seed(job.run_seed, p.problem_id, i), text, ids,
-                                  job.decoding, shard=s, job=job_index)
+                                  job.decoding, shard=s, job=job_index, logprob=job.logprob)
 
     def add(self, req: Request, out) -> None:
         token_ids = list(out.token_ids)
@@ -133,6 +137,7 @@ class _JobState:
                 "num_tokens": len(token_ids),
                 "seed": req.seed,
                 **self.job.decoding.as_columns(),
+                "cumulative_logprob": _cumulative_logprob(out) if self.job.logprob else None,
             }
         )
         self.result.generated_tokens += len(token_ids)
@@ -142,6 +147,13 @@ class _JobState:
     def _write(self, shard: int, rows: list[dict]) -> None:
         write_shard(self.job.out_dir, shard, rows)
         self.result.written.append(shard)
+
+
+def _cumulative_logprob(out) -> float | None:
+    """The engine's summed log-probability of the sampled tokens; None when it returned none (a non-finite sum,
+    e.g. a token of probability 0 under the raw distribution, is stored as missing too)."""
+    value = getattr(out, "cumulative_logprob", None)
+    return float(value) if value is not None and math.isfinite(value) else None
 
 
 def generate_jobs(

@@ -30,8 +30,11 @@ SCHEMA = pa.schema(
         ("top_k", pa.int32()),
         ("top_p", pa.float64()),
         ("min_p", pa.float64()),
+        ("cumulative_logprob", pa.float64()),
     ]
 )
+# Columns added after the first shards were written: older shards lack them and read back with None.
+OPTIONAL_COLUMNS = ("cumulative_logprob",)
 
 
 def write_shard(folder: Path, shard: int, rows: Iterable[dict[str, Any]]) -> Path:
@@ -54,8 +57,9 @@ def read_samples(folder: Path) -> list[dict[str, Any]]:
             table = pq.read_table(f)
         except (pa.ArrowInvalid, OSError) as exc:
             raise DataError(f"unreadable shard ({exc}); delete it and rerun the stage to regenerate it.", path=str(f))
-        missing = set(SCHEMA.names) - set(table.column_names)
+        missing = set(SCHEMA.names) - set(table.column_names) - set(OPTIONAL_COLUMNS)
         if missing:
             raise DataError(f"shard lacks columns {sorted(missing)}; it was not written by this version.", path=str(f))
-        rows.extend(table.to_pylist())
+        absent = {c: None for c in OPTIONAL_COLUMNS if c not in table.column_names}
+        rows.extend({**row, **absent} for row in table.to_pylist())
     return rows

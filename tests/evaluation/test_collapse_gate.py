@@ -153,3 +153,13 @@ def test_declared_post_filters():
     cut = {"text": "def f(x):\n    return x\n" + "x = 1\n" * 30, "finish_reason": "length"}
     assert declared_filter(cut) == "truncated" and declared_filter(cut, enabled=("looping",)) == "looping"
     assert declared_filter(cut, enabled=()) is None
+
+
+def test_rate_probes_keep_a_width_when_nothing_happens_in_either_arm():
+    """No empty output and no refusal in either arm: the bootstrap interval is [0, 0]; the reported one is not."""
+    ids = [f"p{i // 2}" for i in range(40)]
+    base = probe_stats(varied_texts(40), prompt_ids=ids)
+    model = probe_stats(varied_texts(40, seed=3), prompt_ids=ids)
+    probes = run_battery(base, model)["probes"]
+    for key in ("empty_rate", "refusal_rate"):
+        assert probes[key]["ci_low"] < 0 < probes[key]["ci_high"] and not probes[key]["alarm"]

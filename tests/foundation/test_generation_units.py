@@ -42,9 +42,10 @@ def test_stats_counts():
 
 
 def test_shard_roundtrip_sorted_and_bad_shard(tmp_path):
-    write_shard(tmp_path, 3, [row("b", 1), row("b", 0), row("a", 0)])
+    write_shard(tmp_path, 3, [row("b", 1), row("b", 0), {**row("a", 0), "cumulative_logprob": -2.5}])
     rows = read_samples(tmp_path)
     assert [(r["prompt_id"], r["sample_idx"]) for r in rows] == [("a", 0), ("b", 0), ("b", 1)]
+    assert [r["cumulative_logprob"] for r in rows] == [-2.5, None, None]  # null unless the job asked for it
     pq.write_table(pa.table({"prompt_id": ["x"]}), tmp_path / "shard_00004.parquet")
     with pytest.raises(DataError, match="shard_00004.parquet: shard lacks columns"):
         read_samples(tmp_path)

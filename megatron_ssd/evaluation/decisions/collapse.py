@@ -32,6 +32,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..scoring import paired_passk
+from ..statistics.intervals import MIN_PAIRED_WIDTH, paired_interval
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _REFUSAL = re.compile(r"\b(I can(?:no|')t (?:help|assist|do that)|I'm sorry|I am sorry|as an AI|I am unable|"
@@ -297,6 +298,27 @@ def _ci(draws: np.ndarray, ci_level: float) -> tuple[float, float] | None:
     return float(lo), float(hi)
 
 
+def _rate_difference_interval(base: Mapping[str, Any], model: Mapping[str, Any], key: str,
+                              ci_level: float) -> tuple[float, float] | None:
+    """A score interval (MOVER over prompts) for the change of a rate probe, when both arms ran the same prompts.
+
+    Rates such as refusals and empty outputs are usually 0 in both arms, where the bootstrap interval collapses to
+    [0, 0] and claims a certainty the data do not have; there (only there) the score interval, which keeps its
+    width, replaces it. Elsewhere the bootstrap stays: it is the more powerful of the two at these sizes."""
+    bp, mp = base.get("per_prompt"), model.get("per_prompt")
+    if not bp or not mp or set(bp) != set(mp):
+        return None
+    num, den = _RATIOS[key]
+    units = sorted(bp)
+    nb, db = (np.array([float(bp[u].get(k, 0.0)) for u in units]) for k in (num, den))
+    nm, dm = (np.array([float(mp[u].get(k, 0.0)) for u in units]) for k in (num, den))
+    keep = (db > 0) & (dm > 0)
+    if not keep.any():
+        return None
+    per = max(1.0, float(min(db[keep].min(), dm[keep].min())))
+    return paired_interval(nb[keep] / db[keep], nm[keep] / dm[keep], ci_level, per)
+
+
 def run_battery(base: Mapping[str, Any], model: Mapping[str, Any], *,
                 base_summary: Mapping[str, Any] | None = None, model_summary: Mapping[str, Any] | None = None,
                 ood_base: float | None = None, ood_model: float | None = None,
@@ -375,6 +397,8 @@ def run_battery(base: Mapping[str, Any], model: Mapping[str, Any], *,
         if not _finite(b, m):
             continue
         ci = interval(key, lambda x, y: y - x)
+        if ci is None or ci[1] - ci[0] < MIN_PAIRED_WIDTH:  # no variation (0 in both arms): a score interval
+            ci = _rate_difference_interval(base, model, key, ci_level) or ci
         if record(key, b, m, m - b, ci, limit, lambda lo, hi, limit=limit: 100 * lo > limit):
             alerts.append(_alert(key, f"{key} rose {100 * (m - b):+.1f} pp ({b:.3f} -> {m:.3f}"
                                       f"{ci_text(ci, 100, ' pp')}); tolerance +{limit:g} pp", b, m, m - b, limit, ci))

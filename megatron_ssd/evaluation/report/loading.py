@@ -11,6 +11,7 @@ and an unreadable one is noted in the report and treated as missing:
     eval/<label>/summary.json      `scoring.summarize` output; optional extra keys "temperature" (T_eval) and "model"
     eval/<label>/results.jsonl     `scoring.score_samples` rows (+ optional "text")
     eval/<label>/collapse.json     optional `decisions.collapse.run_battery` result of <label> vs base
+    eval/<label>/selection.json    optional `selection_report.selection_report` (eval.selection_diagnostic)
     filter/meta.json               optional: the verifier-aware filter's counts
     pack/meta.json                 optional: its "mix" block (anchor data mixed into training, `data/mix.py`)
     decision.comparator            (config) a comparator file (`config.decision.load_comparator`) or another arm's
@@ -39,6 +40,7 @@ class RunData:
     verdict: dict[str, Any] | None = None
     training_override: dict[str, Any] | None = None
     collapse: dict[str, Any] | None = None
+    selections: dict[str, dict[str, Any]] = field(default_factory=dict)  # label -> selection.json
     filter_meta: dict[str, Any] | None = None
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     mix: dict[str, Any] | None = None
@@ -74,6 +76,9 @@ def load_run(run_dir: str | Path) -> RunData:
         rows = run.eval_results(label, notes)
         if rows is not None:
             data.rows[label] = rows
+        selection = run.selection(label, notes)
+        if selection is not None:
+            data.selections[label] = selection
     data.stages = run.done_records(notes)
     if "ssd" in data.summaries and "base" in data.summaries:
         try:

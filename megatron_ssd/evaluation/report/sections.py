@@ -2,7 +2,8 @@
 worth it here, against what, at what cost, and how do I roll back": the pass@1 change with its CI, per-difficulty
 changes, the pass@k change (does diversity survive), the collapse probes, device-hours and accuracy per
 device-hour, the Pareto comparison against the declared comparator, the verdict and the rollback line. Everything
-else follows: pass@k by arm, the T_eval sweep, generation length, the round-2 gate, the filter and notes. A section
+else follows: pass@k by arm, the T_eval sweep, generation length, the round-2 gate, the filter, best-of-N by likelihood against grounding, and
+notes. A section
 whose inputs are missing says "not run"."""
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ def build(data: RunData, metrics: dict[str, Any]) -> Doc:
     _lengths(doc, data, metrics)
     _gate(doc, data, metrics)
     _filter(doc, data, metrics)
+    _selection(doc, data, metrics)
     _notes(doc, data)
     return doc
 
@@ -410,6 +412,39 @@ def _filter(doc: Doc, data: RunData, metrics: dict[str, Any]) -> None:
     metrics["filter/keep_rate"] = f.get("keep_rate")
     doc.p(f"kept {f.get('kept')} of {f.get('input')} samples ({100 * (f.get('keep_rate') or 0):.1f}%).")
     doc.table(["dropped by", "samples"], [[k, str(v)] for k, v in (f.get("dropped") or {}).items()])
+
+
+def _selection(doc: Doc, data: RunData, metrics: dict[str, Any]) -> None:
+    """eval/<label>/selection.json: does best-of-N by likelihood pick well-grounded code? Observes only."""
+    doc.h("Best-of-N by likelihood against grounding")
+    if not data.selections:
+        doc.p("not run (eval.selection_diagnostic is off, or eval.n = 1).")
+        return
+    rows, names = [], []
+    for label, s in sorted(data.selections.items()):
+        diagnosed, missing = int(s.get("problems") or 0), int((s.get("scalar_missing") or {}).get("problems") or 0)
+        if not diagnosed:
+            rows.append([f"`{label}`", "0", "—", "—", "—", str(missing)])
+            continue
+        fraction = s.get("top1_less_grounded_fraction")
+        metrics[f"selection/{label}/top1_less_grounded_fraction"] = fraction
+        passed = s.get("top1_passed")
+        rows.append([f"`{label}`", str(diagnosed), f"{s.get('top1_less_grounded')} ({100 * fraction:.0f}%)",
+                     str(s.get("top1_with_unresolved")), "—" if passed is None else str(passed), str(missing)])
+        top = ", ".join(f"`{u['name']}` ({u['samples']})" for u in (s.get("unresolved_names") or [])[:8])
+        if top:
+            names.append(f"`{label}`: {top}")
+    doc.table(["label", "problems", "top-1 less grounded", "top-1 with unresolved names", "top-1 passed",
+               "scalar missing"], rows)
+    if names:
+        doc.p("Unresolved names most used (samples):")
+        doc.ul(names)
+    threshold = next(iter(data.selections.values())).get("threshold")
+    doc.p(f"Per problem, the sample with the highest mean token log-probability is compared with every sample's "
+          f"grounding: its imports and calls that resolve to a builtin, the standard library or the starter code. "
+          f"Less grounded = another sample is better grounded on some section by at least {threshold}. "
+          "This observes only: pass@k and the verdict do not use it (docs/SELECTION.md). Scalar missing: problems "
+          "whose samples were generated without log-probabilities.")
 
 
 def _notes(doc: Doc, data: RunData) -> None:
