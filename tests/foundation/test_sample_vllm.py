@@ -107,11 +107,18 @@ def test_partial_shard_is_redone_and_finished_ones_kept(reference, tmp_path):
     assert key(read_samples(tmp_path)) == key(rows)
 
 
+def allow_training(run_dir) -> None:
+    """A GO-SSD verdict for this run, so `ssd sample` passes the training gate without the (slow) diagnose stage."""
+    run = RunDir(run_dir)
+    run.write_verdict({"verdict": "GO-SSD", "reason": "test fixture", "config_hash": run.stored_config_hash()})
+
+
 def test_sigkill_midway_then_rerun_gives_the_uninterrupted_samples(reference, tmp_path):
     cfg, _, _, rows, _, _ = reference
     run_dir = tmp_path / "killed"
     args = [f"run_dir={run_dir}", *OVERRIDES, *EXTRA]
     assert subprocess.run([SSD, "prompts", *args], capture_output=True, timeout=300).returncode == 0
+    allow_training(run_dir)
     proc = subprocess.Popen([SSD, "sample", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     samples = run_dir / "samples"

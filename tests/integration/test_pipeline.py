@@ -35,7 +35,11 @@ def test_whole_chain_then_noop_rerun(tmp_path):
         assert summary["num_problems"] == 4 and set(summary["pass_at_k"]) == {"1", "2"}
         assert sum(1 for _ in open(run_dir / "eval" / label / "results.jsonl")) == 8
     verdict = json.loads((run_dir / "diagnose" / "verdict.json").read_text())
-    assert verdict["verdict"] in ("GO-SSD", "GO-VERIFIER-AWARE-SSD", "GO-OTHER")
+    assert verdict["verdict"] in ("GO-SSD", "GO-VERIFIER-AWARE-SSD", "GO-OTHER", "UNDECIDED", "INCONCLUSIVE")
+    if verdict["verdict"] != "GO-SSD":  # the embedded default forces training past it, and says so everywhere
+        override = json.loads((run_dir / "diagnose" / "override.json").read_text())
+        assert override["forced"] and override["overrode_verdict"] == verdict["verdict"]
+        assert "TRAINING FORCED" in first.stderr
     assert (run_dir / "report" / "report.md").exists() and (run_dir / "report" / "report.html").exists()
     assert list((run_dir / "export" / "hf").glob("iter_*/model*.safetensors"))
     assert "SSD result" in first.stderr and "decode-only" in first.stderr
