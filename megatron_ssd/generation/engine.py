@@ -104,12 +104,6 @@ class VLLMEngine:
             # Whole-prompt prefills avoid that path; vLLM's CPU platform does the same for MLA models.
             extra = {"enable_chunked_prefill": False,
                      "max_num_batched_tokens": max(options.max_model_len, 4096)}
-            if options.tensor_parallel_size == 1:
-                # The engine-core process runs the model itself instead of driving a separate worker process
-                # through shared-memory queues: 267 -> 310 tok/s on 2 cores (64 x 128 tokens, fp32). An engine
-                # core inside this process ("VLLM_ENABLE_V1_MULTIPROCESSING=0") starts 17 s sooner but decodes at
-                # 123 tok/s: its OpenMP threads and this process's Python thread share the two cores.
-                extra["distributed_executor_backend"] = "uni"
         self.llm = LLM(
             model=self.model_path,
             dtype=options.dtype,
