@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import sys
 from pathlib import Path
 
@@ -15,15 +14,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
 import train_helpers as h  # noqa: E402
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
-
-
-def rank_env(monkeypatch) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    for k, v in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
-                 "MASTER_PORT": str(port)}.items():
-        monkeypatch.setenv(k, v)
 
 
 @pytest.mark.slow
@@ -43,7 +33,7 @@ def test_sigusr1_checkpoints_exits_and_the_rerun_continues_the_same_loss_curve(t
         shutil.copytree(tmp_path / "base", run / "train" / "base")
         runs[name] = h.write_cfg(h.config(run, **{"train.save_interval": 100}))
 
-    rank_env(monkeypatch)
+    h.single_rank_env(monkeypatch)
     assert entry.main(["--config", str(runs["whole"])]) == 0
     whole = [(r["iteration"], r["loss"], r["grad_norm"], r["lr"]) for r in h.step_records(tmp_path / "whole")]
 
@@ -55,7 +45,7 @@ def test_sigusr1_checkpoints_exits_and_the_rerun_continues_the_same_loss_curve(t
         return original(self, iteration)
 
     monkeypatch.setattr(Trainer, "train_step", signalled_during_step_2)
-    rank_env(monkeypatch)
+    h.single_rank_env(monkeypatch)
     assert entry.main(["--config", str(runs["preempted"])]) == EXIT_PREEMPTED
     run = tmp_path / "preempted"
     assert (run / "train" / "ckpt" / "latest").read_text().strip() == "iter_0000002"  # not a save_interval step
@@ -65,13 +55,13 @@ def test_sigusr1_checkpoints_exits_and_the_rerun_continues_the_same_loss_curve(t
     assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL  # the handler is gone with the trainer
 
     monkeypatch.setattr(Trainer, "train_step", original)
-    rank_env(monkeypatch)
+    h.single_rank_env(monkeypatch)
     (run / "train" / STOP_REQUEST).write_text("")  # the file channel, as slurm/ssd_pipeline.sh writes it
     assert entry.main(["--config", str(runs["preempted"])]) == EXIT_PREEMPTED
     assert (run / "train" / "ckpt" / "latest").read_text().strip() == "iter_0000003"
     assert not (run / "train" / STOP_REQUEST).exists()  # consumed
 
-    rank_env(monkeypatch)
+    h.single_rank_env(monkeypatch)
     assert entry.main(["--config", str(runs["preempted"])]) == 0
     resumed = [(r["iteration"], r["loss"], r["grad_norm"], r["lr"]) for r in h.step_records(run)]
     assert resumed == whole

@@ -217,20 +217,13 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(ma
     """An absurd learning rate blows the weights up after the first update; the second iteration's loss is
     not finite. The rank entry point exits with status 3, names the iteration, micro-batch, bins and prompts,
     and leaves `latest` on the iteration-1 checkpoint."""
-    import socket
-
     from megatron_ssd.training import entry
 
     run = make_run()
     cfg = h.config(run, **{"train.lr": 1e10, "train.min_lr": 1e9, "train.lr_warmup_iters": 0,
                            "train.save_interval": 1})
     config_path = h.write_cfg(cfg)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    for k, v in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
-                 "MASTER_PORT": str(port)}.items():
-        monkeypatch.setenv(k, v)
+    h.single_rank_env(monkeypatch)
     assert entry.main(["--config", str(config_path)]) == entry.EXIT_USER_ERROR
 
     failure = json.loads((run / "train" / "failure.json").read_text())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from dataclasses import replace
@@ -74,3 +75,13 @@ def records(run: Path) -> list[dict]:
 
 def step_records(run: Path) -> list[dict]:
     return [r for r in records(run) if r["kind"] == "step"]
+
+
+def single_rank_env(monkeypatch) -> None:
+    """The torchrun environment of a one-rank world on a free local port, for calling the rank entry in-process."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for k, v in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
+                 "MASTER_PORT": str(port)}.items():
+        monkeypatch.setenv(k, v)
