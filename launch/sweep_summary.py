@@ -27,6 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from rich.console import Console  # noqa: E402
 
 from megatron_ssd.errors import DataError, SSDError  # noqa: E402
+from megatron_ssd.evaluation.report.formatting import estimate_with_ci  # noqa: E402
 from megatron_ssd.tracking import run_spec, start_run  # noqa: E402
 from megatron_ssd.rundir import (RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text,  # noqa: E402
                                   config_diff, drop_operational)
@@ -111,13 +112,6 @@ def _est(block: dict | None, k: str) -> dict | None:
     return (block or {}).get(k)
 
 
-def _fmt(est: dict | None) -> str:
-    if not est:
-        return "-"
-    ci = "" if est.get("ci_low") is None else f" [{100 * est['ci_low']:.1f}, {100 * est['ci_high']:.1f}]"
-    return f"{100 * est['estimate']:.1f}{ci}"
-
-
 def summarize(points: list[Point], k: str | None = None) -> dict[str, Any]:
     cells = [c for p in points for c in p.cells]
     ks = sorted({kk for c in cells for kk in c.pass_at_k}, key=int)
@@ -145,13 +139,14 @@ def markdown(summary: dict[str, Any], images: list[str]) -> str:
     best = {(b["run_dir"], b["t_eval"]) for b in summary["best"].values()}
     for c in sorted(summary["cells"], key=lambda c: (c["top_p"], c["t_train"], c["t_eval"])):
         mark = " **best**" if (c["run_dir"], c["t_eval"]) in best else ""
-        lines.append(f"| {c['t_train']:g} | {c['top_p']:g} | {c['t_eval']:g} | {_fmt(_est(c['pass_at_k'], '1'))}"
-                     f"{mark} | {_fmt(_est(c['pass_at_k'], k))} | {_fmt(_est(c['decode_only'], '1'))} | "
-                     f"{_fmt(_est(c['base'], '1'))} | {Path(c['run_dir']).name} |")
+        ssd1, ssdk = estimate_with_ci(_est(c["pass_at_k"], "1")), estimate_with_ci(_est(c["pass_at_k"], k))
+        decode1, base1 = estimate_with_ci(_est(c["decode_only"], "1")), estimate_with_ci(_est(c["base"], "1"))
+        lines.append(f"| {c['t_train']:g} | {c['top_p']:g} | {c['t_eval']:g} | {ssd1}{mark} | {ssdk} | {decode1} | "
+                     f"{base1} | {Path(c['run_dir']).name} |")
     for top_p, b in summary["best"].items():
         lines.append(f"\nBest at top-p {top_p}: T_train {b['t_train']:g}, T_eval {b['t_eval']:g}: SSD pass@1 "
-                     f"{_fmt(b['pass@1'])} vs decode-only {_fmt(b['decode_only_pass@1'])} and base "
-                     f"{_fmt(b['base_pass@1'])}.")
+                     f"{estimate_with_ci(b['pass@1'])} vs decode-only {estimate_with_ci(b['decode_only_pass@1'])} "
+                     f"and base {estimate_with_ci(b['base_pass@1'])}.")
     for run_dir, labels in summary["missing"].items():
         lines.append(f"\nMissing (not evaluated yet): {run_dir}: {', '.join(labels)}")
     lines += ["", *[f"![heatmap]({name})" for name in images], ""]
@@ -176,10 +171,10 @@ def heatmap_png(summary: dict[str, Any], top_p: str) -> bytes:
             i, j = rows.index(c["t_train"]), cols.index(c["t_eval"])
             est = _est(c["pass_at_k"], k)
             if est:
-                grid[i][j], text[i][j] = 100 * est["estimate"], _fmt(est).replace(" [", "\n[")
+                grid[i][j], text[i][j] = 100 * est["estimate"], estimate_with_ci(est).replace(" [", "\n[")
             base = _est(c["decode_only"], k)
             if base:
-                grid[i][-1], text[i][-1] = 100 * base["estimate"], _fmt(base).replace(" [", "\n[")
+                grid[i][-1], text[i][-1] = 100 * base["estimate"], estimate_with_ci(base).replace(" [", "\n[")
         image = ax.imshow(grid, cmap="viridis", aspect="auto")
         for i in range(len(rows)):
             for j in range(len(cols) + 1):
@@ -234,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"sweep summary of {summary['points']} points: {out / 'sweep_summary.md'}")
     for top_p, b in summary["best"].items():
         console.print(f"  top-p {top_p}: best T_train {b['t_train']:g} / T_eval {b['t_eval']:g}: pass@1 "
-                      f"{_fmt(b['pass@1'])} (decode-only {_fmt(b['decode_only_pass@1'])})")
+                      f"{estimate_with_ci(b['pass@1'])} (decode-only {estimate_with_ci(b['decode_only_pass@1'])})")
     return 0
 
 
