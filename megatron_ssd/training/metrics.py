@@ -1,6 +1,10 @@
 """Metrics: every value to `<run>/train/metrics.jsonl` and to wandb (offline unless cluster.wandb_mode says
 otherwise), and a rich progress bar. Only global rank 0 writes; the other ranks get a no-op logger.
 
+The wandb run is the `train` run of `tracking.run_spec` (project, group, name, id from the config; docs/WANDB.md),
+so a resumed train stage continues its wandb run. Tracking never takes training down: a run that cannot start is
+a warning on stderr and in metrics.jsonl, and the jsonl stays the record.
+
 metrics.jsonl holds one JSON object per line: `{"kind": "step", "iteration": N, ...}` for training steps and
 `{"kind": <event>, ...}` for events (start, resume, checkpoint, end, error). On resume, step records after the
 resumed iteration (written by the interrupted run, and about to be recomputed) are dropped, so the file always
@@ -15,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..tracking import RunSpec, start_run
+
 
 def _clean(v: Any) -> Any:
     if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
@@ -24,9 +30,9 @@ def _clean(v: Any) -> Any:
 
 class MetricsLogger:
     def __init__(self, path: str | os.PathLike, *, enabled: bool, resume_iteration: int | None,
-                 wandb_mode: str = "offline", wandb_project: str = "megatron-ssd", wandb_entity: str | None = None,
-                 run_name: str | None = None, run_id: str | None = None, config: dict | None = None,
-                 total_iterations: int | None = None, log_interval: int = 1):
+                 wandb_run: RunSpec | None = None, total_iterations: int | None = None, log_interval: int = 1):
+        """`wandb_run`: the spec of the wandb run to start (`tracking.run_spec(cfg, "train", ...)`), or None for
+        no wandb (mode "disabled" in the spec also starts nothing, and neither imports wandb)."""
         self.enabled = enabled
         self.log_interval = max(1, log_interval)
         self.path = Path(path)
@@ -37,7 +43,7 @@ class MetricsLogger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._truncate(resume_iteration)
         self._file = open(self.path, "a", encoding="utf-8")
-        self._start_wandb(wandb_mode, wandb_project, wandb_entity, run_name, run_id, config)
+        self._start_wandb(wandb_run)
         self._start_progress(total_iterations, resume_iteration or 0)
 
     # -- files
@@ -65,17 +71,15 @@ class MetricsLogger:
         self._file.flush()
 
     # -- wandb
-    def _start_wandb(self, mode, project, entity, name, run_id, config) -> None:
-        if mode == "disabled":
+    def _start_wandb(self, spec: RunSpec | None) -> None:
+        if spec is None:
             return
         try:
-            import wandb
-
-            self._wandb = wandb.init(mode=mode, project=project, entity=entity, name=name, id=run_id,
-                                     resume="allow", dir=str(self.path.parent), config=config or {})
+            self._wandb = start_run(spec)
         except Exception as exc:  # tracking must never take training down; say so loudly and keep the jsonl
             self._wandb = None
-            msg = f"wandb ({mode}) could not start: {type(exc).__name__}: {exc}; metrics go to {self.path} only."
+            msg = (f"wandb ({spec.mode}, run {spec.name}) could not start: {type(exc).__name__}: {exc}; "
+                   f"metrics go to {self.path} only.")
             print(f"WARNING: {msg}", file=sys.stderr, flush=True)
             self._write({"kind": "warning", "time": time.time(), "message": msg})
 

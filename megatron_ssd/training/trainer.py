@@ -34,6 +34,7 @@ from ..models.checkpoint import checkpoint_info
 from ..models.parallel import ParallelDims, init_process_groups, on_gpu
 from ..models.provider import te_available
 from ..rundir import atomic_write_json, config_hash
+from ..tracking import run_spec
 from .batches import BatchOrder, MicroBatch, MicroBatchBuilder
 from .checkpoint import Checkpointer, load_base_weights
 from .flops import effective_seq_length, flops_per_token, mfu, peak_flops
@@ -41,7 +42,7 @@ from .loss import ForwardStep, micro_batch_losses, reduce_losses
 from .metrics import MetricsLogger
 from .model import PRECISION_DTYPES, build_model_chunks, num_parameters
 from .optim import build_optimizer, build_scheduler, current_lr
-from .paths import TrainPaths
+from .paths import STAGE, TrainPaths
 from .preemption import EXIT_PREEMPTED, PreemptionWatch
 
 
@@ -229,10 +230,7 @@ class Trainer:
         peak, peak_source = peak_flops(dtype, fp8=bool(t.fp8))
         self.metrics = MetricsLogger(
             self.paths.metrics, enabled=d.rank == 0, resume_iteration=self.iteration,
-            wandb_mode=self.cfg.cluster.wandb_mode, wandb_project=self.cfg.cluster.wandb_project,
-            wandb_entity=self.cfg.cluster.wandb_entity, run_name=self.paths.run_dir.name,
-            run_id=f"{self.paths.run_dir.name}-{config_hash(self.cfg)[:8]}"[:64],
-            config={"train": vars(t), "parallel": vars(self.cfg.parallel), "model": vars(self.cfg.model)},
+            wandb_run=run_spec(self.cfg, STAGE, run_dir=self.paths.run_dir) if d.rank == 0 else None,
             total_iterations=t.train_iters, log_interval=t.log_interval,
         )
         n_params = num_parameters(self.chunks)

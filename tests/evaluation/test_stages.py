@@ -176,14 +176,17 @@ def test_report_tolerates_an_empty_run(tmp_path):
 @pytest.mark.slow
 def test_report_logs_to_wandb_offline(tmp_path):
     from megatron_ssd.evaluation.report import render_report
+    from megatron_ssd.tracking import run_spec
 
     run_dir = tmp_path / "run"
     ids = [f"p{i}" for i in range(8)]
     base, rows = fake_summary(ids, lambda p: 1)
     write_eval(run_dir, "base", base, rows)
-    out = render_report(run_dir, wandb_mode="offline")
+    cfg = SSDConfig()
+    cfg.cluster.wandb_mode = "offline"
+    out = render_report(run_dir, wandb_run=run_spec(cfg, "report", run_dir=run_dir))
     assert out["wandb"] == "offline", out["wandb"]
-    assert list((run_dir / "wandb").glob("offline-run-*"))
+    assert list((run_dir / "wandb").glob("offline-run-*-run-report"))
 
 
 def test_the_report_and_the_launcher_panel_share_one_definition_of_the_arms(tmp_path):

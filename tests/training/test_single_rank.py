@@ -151,10 +151,15 @@ def test_recomputation_gives_the_same_loss_and_grads(make_run, trainer_factory, 
 
 
 # --------------------------------------------------------------------------------------------- resume
-def test_resume_at_the_same_layout_reproduces_the_uninterrupted_run_exactly(make_run, trainer_factory):
-    """The first run saves asynchronously (a background writer; `latest` moves when it has finished)."""
+def test_resume_at_the_same_layout_reproduces_the_uninterrupted_run_exactly(make_run, trainer_factory, monkeypatch):
+    """The first run saves asynchronously (a background writer; `latest` moves when it has finished). Both runs
+    log to the wandb run `tracking.run_spec` names for the train stage: the resumed one continues it."""
     from megatron_ssd.models.checkpoint import write_latest
+    from megatron_ssd.tracking import run_spec
+    from megatron_ssd.training import metrics
 
+    started = []
+    monkeypatch.setattr(metrics, "start_run", started.append)  # records the spec, starts no run (returns None)
     run = make_run()
     cfg = h.config(run, **{"train.save_interval": 2, "train.async_save": True})
     with trainer_factory(cfg) as tr:
@@ -180,6 +185,7 @@ def test_resume_at_the_same_layout_reproduces_the_uninterrupted_run_exactly(make
     assert resumed == full  # bit for bit, and metrics.jsonl reads as one run
     assert summary["iterations"] == 4 and summary["iterations_this_run"] == 2
     assert summary["checkpoint"].endswith("iter_0000004")
+    assert started == [run_spec(cfg, "train", run_dir=run)] * 2
 
 
 def test_final_checkpoint_without_optimizer_exports_the_trained_weights_and_refuses_training(

@@ -125,7 +125,7 @@ def test_train_stage_end_to_end_then_done(assets, tmp_path):
     records = h.records(run)
     assert [r["kind"] for r in records] == ["start", "step", "checkpoint", "step", "checkpoint"]
     assert all(r["mfu"] > 0 and r["tokens_per_s"] > 0 for r in records if r["kind"] == "step")
-    assert len(list((paths.train_dir / "wandb").glob("offline-run-*"))) == 1  # wandb logged offline
+    assert len(list((run / "wandb").glob("offline-run-*-run-train"))) == 1  # wandb logged offline (docs/WANDB.md)
 
     log_size = paths.log.stat().st_size
     again = train_stage.run(cfg, ctx)
