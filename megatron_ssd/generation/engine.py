@@ -21,6 +21,12 @@ from .. import runlock
 # message queues, multiprocessing semaphores and the file store of its distributed init.
 SCRATCH_GLOBS = ("/dev/shm/psm_*", "/dev/shm/sem.mp-*", os.path.join(tempfile.gettempdir(), "vllm_dist_*"))
 
+# Seconds vLLM waits after SIGTERM before it kills the engine core. Its default (5 s) is spent in full on every
+# shutdown: the engine core does not exit on SIGTERM while its worker processes are alive. The engine holds no state
+# worth a graceful exit (no files, nothing buffered), its workers die with it, and `remove_scratch` cleans what a
+# killed engine leaves, so a short grace saves ~4 s per engine (twice per `ssd run`).
+ENGINE_SHUTDOWN_GRACE_S = 1.0
+
 
 @dataclass(frozen=True)
 class Decoding:
@@ -123,7 +129,7 @@ class VLLMEngine:
         """Stop the engine's processes and remove its scratch files (those no live process still uses)."""
         core = getattr(self.llm.llm_engine, "engine_core", None)
         if core is not None and hasattr(core, "shutdown"):
-            core.shutdown()
+            core.shutdown(timeout=ENGINE_SHUTDOWN_GRACE_S)
         remove_scratch(self.scratch)
 
     def render(self, messages: list[dict[str, str]]) -> tuple[str, tuple[int, ...]]:

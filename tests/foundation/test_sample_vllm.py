@@ -157,3 +157,51 @@ def test_data_parallel_workers_load_the_stored_config(reference, tmp_path):
     shutil.copytree(samples, run.path / "samples")
     summary = sample_stage.run(cfg, StageContext(run=run))
     assert summary["samples"] == 12 and summary["tokens"] == sum(r["num_tokens"] for r in rows)
+
+
+def engine_processes() -> tuple["psutil.Process", list["psutil.Process"]]:
+    """(engine core, its workers) of the engine this test process started."""
+    import psutil
+
+    cores = [p for p in psutil.Process().children(recursive=True) if p.name().startswith("VLLM::EngineCore")]
+    assert len(cores) == 1, [p.name() for p in psutil.Process().children(recursive=True)]
+    return cores[0], [p for p in cores[0].children() if p.name().startswith("VLLM::Worker")]
+
+
+def executable_base(proc) -> str:
+    """Where the process's Python executable is mapped: a forked child keeps its parent's address, an exec'd
+    (spawned) one gets a fresh, randomised one."""
+    exe = proc.exe()
+    return next(line.split("-")[0] for line in Path(f"/proc/{proc.pid}/maps").read_text().splitlines()
+                if line.endswith(exe))
+
+
+def test_the_engine_core_forks_its_worker(reference):
+    """vllm_cpu_worker_start: the worker is a fork of the engine core (same address-space layout; vLLM renames
+    both processes, so their command lines cannot tell)."""
+    if Path("/proc/sys/kernel/randomize_va_space").read_text().strip() == "0":
+        pytest.skip("address-space randomisation is off: a spawned worker would have the same layout")
+    core, workers = engine_processes()
+    assert len(workers) == 1
+    assert executable_base(workers[0]) == executable_base(core)
+    assert executable_base(core) != executable_base(psutil_process())  # the launcher spawned the core: fresh layout
+
+
+def psutil_process():
+    import psutil
+
+    return psutil.Process()
+
+
+def test_a_spawned_worker_samples_the_same_tokens(reference, tmp_path):
+    """The fork changes how the worker starts, never what it computes: with the plugin off (a spawned worker, as
+    vLLM does by default) every seeded sample is identical to the reference's."""
+    _, _, _, rows, _, _ = reference
+    run_dir = tmp_path / "spawned"
+    args = [f"run_dir={run_dir}", *OVERRIDES, *EXTRA]
+    assert subprocess.run([SSD, "prompts", *args], capture_output=True, timeout=300).returncode == 0
+    allow_training(run_dir)
+    out = subprocess.run([SSD, "sample", *args], capture_output=True, text=True, timeout=900,
+                         env={**os.environ, "SSD_VLLM_CPU_FORK_WORKER": "0"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert key(read_samples(run_dir / "samples")) == key(rows)
