@@ -19,9 +19,11 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Mapping
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
@@ -31,6 +33,7 @@ from megatron_ssd.rounds import check_round2_gate
 from megatron_ssd.rundir import RunDir
 
 from .console import attach_to_terminal
+from .overrides import check_overrides
 from .results_table import final_panel, stopped_panel
 from .runner import chain_complete, gate_stop, outcome_table, run_chain, run_stage
 from .stages import STAGE_NAMES
@@ -97,8 +100,19 @@ def execute(cfg: SSDConfig) -> int:
     return 0
 
 
+def secondary_sweep_task(mode: RunMode | None, env: Mapping[str, str]) -> bool:
+    """A sweep point on Slurm (hydra_conf/cluster/slurm.yaml) is one job of parallel.nnodes nodes, one task per
+    node, and submitit calls the job function in every task: task 0 runs the point's chain, the others only hold
+    their node for the `srun --overlap ... torchrun` step that task 0's train stage starts across the allocation."""
+    return mode == RunMode.MULTIRUN and int(env.get("SLURM_PROCID") or 0) > 0
+
+
 @hydra.main(version_base="1.3", config_path="pkg://megatron_ssd.hydra_conf", config_name="config")
 def hydra_main(cfg: DictConfig) -> None:
+    if secondary_sweep_task(HydraConfig.get().mode, os.environ):
+        console.print(f"[dim]sweep point {HydraConfig.get().job.num}, Slurm task {os.environ['SLURM_PROCID']}: this "
+                      "node serves the training step that task 0 starts; task 0 runs the stages.[/]")
+        return
     try:
         resolved = resolve_config(cfg, list(HydraConfig.get().overrides.task))
         code = execute(resolved)
@@ -112,19 +126,30 @@ def hydra_main(cfg: DictConfig) -> None:
         sys.exit(code)
 
 
+def _is_override(arg: str) -> bool:
+    return "=" in arg and not arg.startswith("-")
+
+
+def _add_overrides(argv: list[str], extra: list[str]) -> list[str]:
+    """`extra` after the overrides already in `argv`, in the same run: argparse takes the overrides as one run of
+    positional arguments, so `ssd run a=1 --cfg job` must not become `a=1 --cfg job stage=run`."""
+    at = next((i for i, a in enumerate(argv) if _is_override(a)), len(argv))
+    while at < len(argv) and _is_override(argv[at]):
+        at += 1
+    return [*argv[:at], *extra, *argv[at:]]
+
+
 def _translate_argv(argv: list[str]) -> list[str]:
-    """Accept `ssd run ...`, `ssd <stage> ...` and `-v` besides Hydra's `stage=<stage>` and `verbose=true`.
-    The stage goes last, so Hydra's own flags (`-m`, `--cfg job`) stay ahead of the overrides, where argparse wants
-    them."""
+    """Accept `ssd run ...`, `ssd <stage> ...` and `-v` besides Hydra's `stage=<stage>` and `verbose=true`."""
     if any(a in VERBOSE_FLAGS for a in argv):
-        argv = [a for a in argv if a not in VERBOSE_FLAGS] + ["verbose=true"]
+        argv = _add_overrides([a for a in argv if a not in VERBOSE_FLAGS], ["verbose=true"])
     if argv and not argv[0].startswith("-") and "=" not in argv[0]:
         word = argv[0]
         if word != "run" and word not in STAGE_NAMES:
             console.print(f"[bold red]error:[/] unknown command {word!r}; use `run`, a stage ({', '.join(STAGE_NAMES)})"
                           f" or {' / '.join(SUBCOMMANDS)} (see `ssd --help`).")
             sys.exit(EXIT_USER_ERROR)
-        return [*argv[1:], f"stage={word}"]
+        return _add_overrides(argv[1:], [f"stage={word}"])
     return argv
 
 
@@ -134,7 +159,13 @@ def main() -> None:
         # why: imported only when asked for; neither belongs on the start-up path of `ssd run`
         sys.exit(importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:]))
     attach_to_terminal(console)
-    sys.argv = [sys.argv[0], *_translate_argv(argv)]
+    argv = _translate_argv(argv)
+    try:
+        check_overrides(argv)  # before Hydra: an unknown key, swept or not, is one paragraph (launch/overrides.py)
+    except SSDError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        sys.exit(EXIT_USER_ERROR)
+    sys.argv = [sys.argv[0], *argv]
     hydra_main()
 
 

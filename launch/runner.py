@@ -67,7 +67,8 @@ def _run_stage(name: str, cfg: SSDConfig, run: RunDir, console: Console) -> Stag
 
 
 def _execute(name: str, cfg: SSDConfig, run: RunDir, console: Console) -> tuple[dict[str, Any], float]:
-    """Run a stage's module with the libraries' output in its log; on failure, show the log's tail."""
+    """Run a stage's module with the libraries' output in its log; on a failure that is not an `SSDError` (whose
+    one paragraph says what happened and names the log where it matters), show the log's tail."""
     module = STAGES[name].load()
     log = run.stage_log(name)
     start = time.perf_counter()
@@ -76,6 +77,8 @@ def _execute(name: str, cfg: SSDConfig, run: RunDir, console: Console) -> tuple[
             if name not in GENERATING_STAGES:
                 release_engines()  # give the cores and memory of an idle vLLM engine back before CPU-heavy stages
             summary = module.run(cfg, StageContext(run=run, console=console))
+    except SSDError:
+        raise
     except BaseException:
         if not cfg.verbose:
             print_log_tail(console, name, log)

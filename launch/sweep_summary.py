@@ -117,15 +117,22 @@ def summarize(points: list[Point], k: str | None = None) -> dict[str, Any]:
     ks = sorted({kk for c in cells for kk in c.pass_at_k}, key=int)
     k = k or (ks[-1] if ks else "1")
     best: dict[str, dict] = {}
+    ties: dict[str, dict] = {}  # top-p -> the tied maximum: no cell is marked best where several share it
     for top_p in sorted({c.top_p for c in cells}):
         group = [c for c in cells if c.top_p == top_p and _est(c.pass_at_k, "1")]
-        if group:
-            b = max(group, key=lambda c: c.pass_at_k["1"]["estimate"])
-            best[f"{top_p:g}"] = {"t_train": b.t_train, "t_eval": b.t_eval, "run_dir": b.run_dir,
-                                  "pass@1": b.pass_at_k["1"], "decode_only_pass@1": _est(b.decode_only, "1"),
-                                  "base_pass@1": _est(b.base, "1")}
+        if not group:
+            continue
+        top = max(c.pass_at_k["1"]["estimate"] for c in group)
+        leaders = [c for c in group if c.pass_at_k["1"]["estimate"] == top]
+        if len(leaders) > 1:
+            ties[f"{top_p:g}"] = {"pass@1": top, "cells": len(leaders)}
+            continue
+        b = leaders[0]
+        best[f"{top_p:g}"] = {"t_train": b.t_train, "t_eval": b.t_eval, "run_dir": b.run_dir,
+                              "pass@1": b.pass_at_k["1"], "decode_only_pass@1": _est(b.decode_only, "1"),
+                              "base_pass@1": _est(b.base, "1")}
     return {"schema": "megatron-ssd/sweep-summary/v1", "k": k, "ks": ks, "cells": [asdict(c) for c in cells],
-            "best": best, "missing": {p.run_dir: p.missing for p in points if p.missing},
+            "best": best, "ties": ties, "missing": {p.run_dir: p.missing for p in points if p.missing},
             "points": len(points)}
 
 
@@ -147,6 +154,9 @@ def markdown(summary: dict[str, Any], images: list[str]) -> str:
         lines.append(f"\nBest at top-p {top_p}: T_train {b['t_train']:g}, T_eval {b['t_eval']:g}: SSD pass@1 "
                      f"{estimate_with_ci(b['pass@1'])} vs decode-only {estimate_with_ci(b['decode_only_pass@1'])} "
                      f"and base {estimate_with_ci(b['base_pass@1'])}.")
+    for top_p, tie in summary.get("ties", {}).items():
+        lines.append(f"\nNo best cell at top-p {top_p}: {tie['cells']} cells tie at SSD pass@1 "
+                     f"{100 * tie['pass@1']:.1f}%.")
     for run_dir, labels in summary["missing"].items():
         lines.append(f"\nMissing (not evaluated yet): {run_dir}: {', '.join(labels)}")
     lines += ["", *[f"![heatmap]({name})" for name in images], ""]
@@ -230,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     for top_p, b in summary["best"].items():
         console.print(f"  top-p {top_p}: best T_train {b['t_train']:g} / T_eval {b['t_eval']:g}: pass@1 "
                       f"{estimate_with_ci(b['pass@1'])} (decode-only {estimate_with_ci(b['decode_only_pass@1'])})")
+    for top_p, tie in summary["ties"].items():
+        console.print(f"  top-p {top_p}: no best cell, {tie['cells']} cells tie at pass@1 {100 * tie['pass@1']:.1f}%")
     return 0
 
 

@@ -66,6 +66,7 @@ OPERATIONAL_KEYS = (
     "eval.workers",
     "cluster.dry_run",
     "cluster.launcher",
+    "cluster.rdzv_join_timeout_s",
     "cluster.wandb_mode",
     "cluster.wandb_project",
     "cluster.wandb_entity",

@@ -173,7 +173,7 @@ def collect_errors(c: SSDConfig, stage_names: tuple[str, ...] = ()) -> list[str]
     for key in ("nproc_per_node", "nnodes"):
         if getattr(p, key) < 1:
             e.append(f"parallel.{key}={getattr(p, key)}: must be at least 1.")
-    e += c.data.mix_problems() + c.decision.problems(dry_run=c.cluster.dry_run)
+    e += c.data.mix_problems() + c.decision.problems(dry_run=c.cluster.dry_run) + c.cluster.problems()
     # The model-dependent layout rules run where the model is read (the trainer, the converter).
     e += ParallelLayout.from_config(p).problems(t)
     return e

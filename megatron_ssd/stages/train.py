@@ -163,7 +163,7 @@ def run(cfg: SSDConfig, ctx: StageContext) -> dict[str, Any]:
                       + (f", resuming from iteration {resume}" if resume else "") + f"\n{launch.format_command(cmd)}",
                       highlight=False)
     with follow_training(paths.metrics, cfg.train.train_iters, resume or 0, ctx.console, enabled=not cfg.verbose):
-        rc = launch.run_streaming(cmd, launch.rank_env(cfg), paths.log)
+        rc = launch.run_training(cmd, launch.rank_env(cfg), paths.log)  # a rendezvous failure raises SSDError
     if rc != 0:
         failure = read_json(paths.failure)
         if failure is not None and failure.get("user_error"):

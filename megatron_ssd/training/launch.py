@@ -5,8 +5,11 @@ local:  python -m torch.distributed.run --nproc-per-node=N --nnodes=1 --standalo
 slurm:  srun --nodes=$SLURM_NNODES --ntasks-per-node=1 --kill-on-bad-exit=1 --overlap
             python -m torch.distributed.run --nproc-per-node=N --nnodes=$SLURM_NNODES
             --rdzv-backend=c10d --rdzv-endpoint=<first node of the allocation>:<port> --rdzv-id=$SLURM_JOB_ID
+            --rdzv-conf=join_timeout=<cluster.rdzv_join_timeout_s>,read_timeout=<at most 60>
             -m megatron_ssd.training.entry --config ...
 (one torchrun agent per node, which starts that node's ranks; the rendezvous host is the allocation's first node).
+A rendezvous that fails (the head unreachable, a node that never joins) ends within the join timeout as one
+`SSDError` naming the endpoint (`run_training`), not as torchrun's traceback, which stays in the log.
 """
 from __future__ import annotations
 
@@ -24,6 +27,17 @@ from ..runlock import die_with_parent
 
 ENTRY = "megatron_ssd.training.entry"
 DEFAULT_PORT = 29500
+# torch's own default for the store's connect/read timeout; a shorter join timeout lowers it too, so a node that
+# cannot reach the head gives up no later than one that waits for the others.
+READ_TIMEOUT_S = 60
+# What torchrun's agent raises when the rendezvous fails (torch.distributed.elastic.rendezvous.api): the agent
+# prints the class name in its traceback, the only trace of the failure (no rank has started to write failure.json).
+RENDEZVOUS_ERRORS = {
+    "RendezvousConnectionError": "this node could not connect to the rendezvous store on the head node",
+    "RendezvousTimeoutError": "not every node joined the rendezvous in time",
+    "RendezvousClosedError": "the rendezvous was closed by another node",
+    "RendezvousError": "the rendezvous failed",
+}
 
 
 def slurm_head_node(env: dict[str, str]) -> str:
@@ -70,9 +84,36 @@ def launch_argv(cfg: SSDConfig, config_path: str | os.PathLike, *, head: str = "
                 "--standalone", *entry]
     if c.launcher != "slurm":
         raise ConfigError(f"cluster.launcher={c.launcher!r}: choose local or slurm.")
+    read_timeout = min(c.rdzv_join_timeout_s, READ_TIMEOUT_S)
     return ["srun", f"--nodes={p.nnodes}", "--ntasks-per-node=1", "--kill-on-bad-exit=1", "--overlap",
             python, "-m", "torch.distributed.run", f"--nproc-per-node={p.nproc_per_node}", f"--nnodes={p.nnodes}",
-            "--rdzv-backend=c10d", f"--rdzv-endpoint={head}:{port}", f"--rdzv-id={job_id}", *entry]
+            "--rdzv-backend=c10d", f"--rdzv-endpoint={head}:{port}", f"--rdzv-id={job_id}",
+            f"--rdzv-conf=join_timeout={c.rdzv_join_timeout_s},read_timeout={read_timeout}", *entry]
+
+
+def _flag(cmd: list[str], name: str) -> str | None:
+    prefix = f"--{name}="
+    return next((a[len(prefix):] for a in cmd if a.startswith(prefix)), None)
+
+
+def rendezvous_error(cmd: list[str], output: str, log_path: str | os.PathLike) -> SSDError | None:
+    """The rendezvous failure that `output` (torchrun's, this attempt only) reports, as one paragraph, or None."""
+    kind = next((k for k in RENDEZVOUS_ERRORS if k in output), None)
+    endpoint = _flag(cmd, "rdzv-endpoint")
+    if kind is None or endpoint is None:
+        return None
+    nnodes = _flag(cmd, "nnodes")
+    conf = dict(kv.split("=", 1) for kv in (_flag(cmd, "rdzv-conf") or "").split(",") if "=" in kv)
+    timeout = conf.get("join_timeout", "600 (torch's default)")
+    host, _, port = endpoint.rpartition(":")
+    return SSDError(
+        f"the training ranks never started: {RENDEZVOUS_ERRORS[kind]} ({kind}) at --rdzv-endpoint={endpoint}, "
+        f"join timeout {timeout} s, {nnodes} nodes. Check that the head node {host} is up and reachable from every "
+        f"node of the allocation (same network, no firewall), that port {port} is free on it (another job's "
+        "rendezvous on the same node? set MASTER_PORT to a free port), and that all nodes started (`srun "
+        f"--nodes={nnodes}` got every node and none failed before torchrun); if nodes start slowly, raise "
+        "cluster.rdzv_join_timeout_s. Nothing was trained in this attempt; rerun the train stage once fixed (it "
+        f"resumes from the last checkpoint, if any). torchrun's traceback is in {log_path}.")
 
 
 def rank_env(cfg: SSDConfig, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -92,6 +133,20 @@ def rank_env(cfg: SSDConfig, base: dict[str, str] | None = None) -> dict[str, st
 
 def format_command(cmd: list[str]) -> str:
     return " ".join(shlex.quote(c) if not c.startswith("$") else c for c in cmd)
+
+
+def run_training(cmd: list[str], env: dict[str, str], log_path: str | os.PathLike, out=None) -> int:
+    """`run_streaming`, then a rendezvous failure raised as an `SSDError` (other failures: the exit status)."""
+    log_path = Path(log_path)
+    start = log_path.stat().st_size if log_path.exists() else 0  # the log appends: read this attempt's part only
+    rc = run_streaming(cmd, env, log_path, out)
+    if rc != 0 and log_path.exists():
+        with open(log_path, "rb") as f:
+            f.seek(start)
+            error = rendezvous_error(cmd, f.read().decode("utf-8", errors="replace"), log_path)
+        if error is not None:
+            raise error
+    return rc
 
 
 def run_streaming(cmd: list[str], env: dict[str, str], log_path: str | os.PathLike, out=None) -> int:

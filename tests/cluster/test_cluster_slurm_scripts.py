@@ -58,7 +58,8 @@ def test_dry_run_30b_under_fake_slurm_prints_the_torchrun_line_and_layout(tmp_pa
     assert "--ntasks=16" in sampler and "--gpus-per-task=2" in sampler  # 4 nodes x 8 GPUs / TP2 engines
     torchrun = next(line for line in lines if line.startswith("+ srun --nodes"))
     for part in ("--nodes=4", "--ntasks-per-node=1", "torch.distributed.run", "--nproc-per-node=8", "--nnodes=4",
-                 "--rdzv-backend=c10d", "--rdzv-endpoint=$MASTER_ADDR:29500", "megatron_ssd.training.entry",
+                 "--rdzv-backend=c10d", "--rdzv-endpoint=$MASTER_ADDR:29500",
+                 "--rdzv-conf=join_timeout=300,read_timeout=60", "megatron_ssd.training.entry",
                  str(tmp_path / "run" / "train" / "config.yaml")):
         assert part in torchrun, part
     text = out.stdout

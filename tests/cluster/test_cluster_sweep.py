@@ -1,8 +1,12 @@
-"""The sweep summary over fabricated run directories, the base-evaluation cache, the wandb naming, and the
-submitit launcher selected by cluster=slurm."""
+"""The sweep summary over fabricated run directories, the base-evaluation cache, the wandb naming, the submitit
+launcher selected by cluster=slurm (multi-node points: only Slurm task 0 runs stages), and a sweep over a key
+that does not exist. The real two-point sweep is in tests/integration/test_pipeline.py."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -11,13 +15,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hydra import compose, initialize_config_module
+from hydra.types import RunMode
 
 from megatron_ssd.config import SSDConfig, register
-from megatron_ssd.errors import SSDError
+from megatron_ssd.errors import ConfigError, SSDError
 from megatron_ssd.generation.base_eval_cache import reuse_base_evaluations
 from megatron_ssd.launch import sweep_summary
+from megatron_ssd.launch.cli import secondary_sweep_task
+from megatron_ssd.launch.overrides import check_overrides
 from megatron_ssd.rundir import RunDir
 from megatron_ssd.tracking import eval_table, run_spec
+
+SSD = str(Path(sys.executable).parent / "ssd")
 
 
 def est(x: float) -> dict:
@@ -64,6 +73,18 @@ def test_summary_table_heatmaps_best_cell_and_decode_only(tmp_path):
     assert "| 1.6 | 0.8 | 1.1 | 52.0 [47.0, 57.0] **best** | 62.0 [57.0, 67.0] | 33.0 [28.0, 38.0] |" in md
     for png in ("sweep_top_p0.8.png", "sweep_top_p0.95.png"):
         assert (root / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({png})" in md
+
+
+def test_tied_cells_mark_no_best(tmp_path):
+    """All-zero pass@1 (a tiny sweep) or any shared maximum: no cell is called best, the tie is stated."""
+    root = tmp_path / "tgrid"
+    make_point(root, 1.2, 0.8, {0.7: 0.0}, decode_only=0.0)
+    make_point(root, 1.6, 0.8, {0.7: 0.0}, decode_only=0.0)
+    assert sweep_summary.main([str(root)]) == 0
+    summary = json.loads((root / "sweep_summary.json").read_text())
+    assert summary["best"] == {} and summary["ties"] == {"0.8": {"pass@1": 0.0, "cells": 2}}
+    md = (root / "sweep_summary.md").read_text()
+    assert "**best**" not in md and "No best cell at top-p 0.8: 2 cells tie at SSD pass@1 0.0%." in md
 
 
 def test_a_run_directory_of_another_experiment_is_refused_by_name(tmp_path, capsys):
@@ -133,14 +154,73 @@ def test_wandb_conventions():
     assert [r[cols.index("k")] for r in rows] == [1, 10] and rows[0][cols.index("pass_at_k")] == 0.4
 
 
-def test_cluster_slurm_selects_the_submitit_launcher():
+def composed(*overrides: str):
+    """The config with Hydra's own section, as `ssd` composes it."""
     register()
     with initialize_config_module(config_module="megatron_ssd.hydra_conf", version_base="1.3"):
-        slurm = compose("config", overrides=["cluster=slurm", "experiment=ssd_qwen3_4b_instruct"],
-                        return_hydra_config=True)
-        local = compose("config", overrides=["experiment=ssd_qwen3_4b_instruct", "cluster=local"],
-                        return_hydra_config=True)
+        return compose("config", overrides=list(overrides), return_hydra_config=True)
+
+
+def test_cluster_slurm_selects_the_submitit_launcher():
+    slurm = composed("cluster=slurm", "experiment=ssd_qwen3_4b_instruct")
+    local = composed("experiment=ssd_qwen3_4b_instruct", "cluster=local")
     assert slurm.hydra.launcher._target_.endswith("submitit_launcher.SlurmLauncher")
     assert slurm.hydra.launcher.gpus_per_node == 8 and slurm.hydra.launcher.max_num_timeout > 0
     assert slurm.cluster.launcher == "slurm"
     assert local.hydra.launcher._target_.endswith("BasicLauncher") and local.cluster.launcher == "local"
+
+
+def test_a_slurm_sweep_point_gets_the_nodes_of_its_layout():
+    big = composed("cluster=slurm", "experiment=ssd_qwen3_30b_a3b_instruct")
+    small = composed("cluster=slurm", "experiment=ssd_qwen3_4b_instruct")
+    assert big.parallel.nnodes == 4
+    assert (big.hydra.launcher.nodes, big.hydra.launcher.tasks_per_node, big.hydra.launcher.gpus_per_node) == (4, 1, 8)
+    assert small.hydra.launcher.nodes == small.parallel.nnodes == 1
+    assert "export SLURM_WAIT=0" in big.hydra.launcher.setup
+
+
+def ssd(*args, cwd, **env):
+    return subprocess.run([SSD, *args], cwd=cwd, capture_output=True, text=True, timeout=300,
+                          env={**{k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}, **env,
+                               "COLUMNS": "400"})
+
+
+def test_only_task_0_of_a_multi_node_sweep_point_runs_stages(tmp_path):
+    """submitit calls the job function once per node; SLURM_PROCID tells the tasks apart (fake Slurm env)."""
+    run_dir, sweep_dir = tmp_path / "run", tmp_path / "multirun"
+    point = ["prompts", "-m", f"run_dir={run_dir}", f"hydra.sweep.dir={sweep_dir}"]
+    other = ssd(*point, cwd=tmp_path, SLURM_PROCID="1", SUBMITIT_EXECUTOR="slurm")
+    assert other.returncode == 0, other.stderr
+    assert "Slurm task 1" in other.stderr and not run_dir.exists()  # returned before any stage
+    first = ssd(*point, cwd=tmp_path, SLURM_PROCID="0", SUBMITIT_EXECUTOR="slurm")
+    assert first.returncode == 0, first.stderr
+    assert (run_dir / "prompts" / ".done").exists()
+    # outside a sweep (the sbatch pipeline's `srun ssd sample` engines have SLURM_PROCID > 0) every task runs
+    assert not secondary_sweep_task(RunMode.RUN, {"SLURM_PROCID": "3"})
+    assert secondary_sweep_task(RunMode.MULTIRUN, {"SLURM_PROCID": "3"})
+    assert not secondary_sweep_task(RunMode.MULTIRUN, {})
+
+
+def test_a_sweep_over_a_key_that_does_not_exist_is_one_paragraph(tmp_path):
+    out = ssd("run", "-m", "sample.nonexistent_key=1,2", f"runs_root={tmp_path / 'runs'}",
+              f"hydra.sweep.dir={tmp_path / 'multirun'}", cwd=tmp_path)
+    assert out.returncode == 2 and out.stdout == ""
+    assert "\n\n" not in out.stderr.strip() and "Traceback" not in out.stderr  # one paragraph (rich may wrap it)
+    message = " ".join(out.stderr.split())
+    assert message.startswith("error: sample.nonexistent_key is not a config key, so the sweep over it cannot start")
+    assert "sample.temperature" in message and "Nothing was started" in message
+    assert list(tmp_path.iterdir()) == []  # nothing started, nothing written
+
+
+def test_override_keys_are_checked_against_the_schema():
+    with pytest.raises(ConfigError, match="sample.temprature is not a config key, so it cannot be set; the closest "
+                                          "valid keys are sample.temperature"):
+        check_overrides(["sample.temprature=1.2"])
+    with pytest.raises(ConfigError, match="temperature_grid .* sweep over it .* closest valid keys are eval.temperat"):
+        check_overrides(["temperature_grid=1,2"])
+    with pytest.raises(ConfigError, match="qq is not a config key.*the sections are model, data, sample"):
+        check_overrides(["qq=1"])
+    # schema keys, list items, sections chosen as groups, Hydra's own keys and groups, flags: left to Hydra
+    check_overrides(["-m", "--cfg", "job", "sample.temperature=1.1,1.5", "data.mix.0.weight=2", "model=smollm2_135m",
+                     "experiment=ssd_qwen3_4b_instruct", "hydra.sweep.dir=x", "hydra/launcher=basic", "~eval.k",
+                     "cluster.rdzv_join_timeout_s=60", "stage=run"])

@@ -1,7 +1,9 @@
 """`ssd run` end to end on the embedded default at a tiny size: real vLLM, real Megatron-core, real sandbox.
 
-prompts -> diagnose -> sample -> pack -> train -> export -> evaluate -> report, then a rerun that does nothing and
-prints the same table. Numbers at this size say nothing about SSD; the test checks the wiring and the artifacts.
+A local two-point sweep (`ssd run -m sample.temperature=1.1,1.5`, Hydra's basic launcher) runs prompts -> diagnose
+-> sample -> pack -> train -> export -> evaluate -> report at each point, the second reusing the first's base-model
+evaluation; `ssd sweep-summary` reads the two points together; a rerun of one point does nothing and prints the same
+table. Numbers at this size say nothing about SSD; the tests check the wiring and the artifacts.
 """
 import json
 import os
@@ -11,40 +13,76 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
+from megatron_ssd.rundir import RunDir
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 SSD = str(Path(sys.executable).parent / "ssd")
 TINY = ["data.max_train_prompts=4", "data.max_eval_problems=4", "sample.max_tokens=48", "eval.max_tokens=48",
         "eval.n=2", "eval.k=[1,2]", "eval.temperature_sweep=[]", "train.seq_length=512", "train.train_iters=2",
         "train.global_batch_size=2", "sample.enforce_eager=true",
         "cluster.wandb_mode=offline"]
+STAGES = ("prompts", "diagnose", "sample", "pack", "train", "export", "evaluate", "report")
+
+
+def ssd(*args, cwd=None):
+    return subprocess.run([SSD, *args], capture_output=True, text=True, timeout=3000, cwd=cwd,
+                          env={**os.environ, "COLUMNS": "200", "WANDB_MODE": "offline"})
 
 
 def ssd_run(run_dir, *extra):
-    return subprocess.run([SSD, "run", f"run_dir={run_dir}", *TINY, *extra], capture_output=True, text=True,
-                          timeout=2400, env={**os.environ, "COLUMNS": "200", "WANDB_MODE": "offline"})
+    return ssd("run", f"run_dir={run_dir}", *TINY, *extra)
 
 
-def test_whole_chain_then_noop_rerun(tmp_path):
-    run_dir = tmp_path / "run"
-    first = ssd_run(run_dir)
+def test_two_point_sweep_summary_then_noop_rerun(tmp_path):
+    runs, hydra_dir = tmp_path / "tgrid", tmp_path / "multirun"
+    first = ssd("run", "-m", *TINY, "sample.temperature=1.1,1.5", f"runs_root={runs}", f"hydra.sweep.dir={hydra_dir}",
+                cwd=tmp_path)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-5000:]
-    for stage in ("prompts", "diagnose", "sample", "pack", "train", "export", "evaluate", "report"):
-        assert (run_dir / stage / ".done").exists(), stage
-    for label in ("base", "base_T1.2", "ssd"):
-        summary = json.loads((run_dir / "eval" / label / "summary.json").read_text())
-        assert summary["num_problems"] == 4 and set(summary["pass_at_k"]) == {"1", "2"}
-        assert sum(1 for _ in open(run_dir / "eval" / label / "results.jsonl")) == 8
+    assert (hydra_dir / "multirun.yaml").is_file()  # Hydra's sweep record, outside the repository
+    points = {RunDir(d).config().sample.temperature: d for d in runs.iterdir() if (d / "manifest.json").is_file()}
+    assert sorted(points) == [1.1, 1.5]
+    for t_train, point in points.items():
+        for stage in STAGES:
+            assert (point / stage / ".done").exists(), (point, stage)
+        for label in ("base", f"base_T{t_train:g}", "ssd"):
+            summary = json.loads((point / "eval" / label / "summary.json").read_text())
+            assert summary["num_problems"] == 4 and set(summary["pass_at_k"]) == {"1", "2"}
+            assert sum(1 for _ in open(point / "eval" / label / "results.jsonl")) == 8
+
+    # The base model at the official decoding was evaluated once, by the first point, and copied into the second.
+    first_point, second_point = first.stderr.split(f"run directory: {points[1.5]}")
+    assert f"run directory: {points[1.1]}" in first_point
+    reused = "eval/base: already evaluated"
+    assert reused not in first_point.split("sample the frozen model")[0]  # point 1's diagnose computed it
+    assert reused in second_point.split("sample the frozen model")[0]  # point 2's diagnose found it in the cache
+    base = [(points[t] / "eval" / "base" / "summary.json").read_bytes() for t in (1.1, 1.5)]
+    assert base[0] == base[1]
+    cached = [p for p in (runs / ".base_eval_cache").iterdir() if p.is_dir()]
+    assert len(cached) == 3  # base (shared), base_T1.1, base_T1.5
+
+    run_dir = points[1.1]
     verdict = json.loads((run_dir / "diagnose" / "verdict.json").read_text())
     assert verdict["verdict"] in ("GO-SSD", "GO-VERIFIER-AWARE-SSD", "GO-OTHER", "UNDECIDED", "INCONCLUSIVE")
     if verdict["verdict"] != "GO-SSD":  # the embedded default forces training past it, and says so everywhere
         override = json.loads((run_dir / "diagnose" / "override.json").read_text())
         assert override["forced"] and override["overrode_verdict"] == verdict["verdict"]
-        assert "TRAINING FORCED" in first.stderr
+        assert "TRAINING FORCED" in first_point
     assert (run_dir / "report" / "report.md").exists() and (run_dir / "report" / "report.html").exists()
     assert list((run_dir / "export" / "hf").glob("iter_*/model*.safetensors"))
-    assert "SSD result" in first.stderr and "decode-only" in first.stderr
+    assert "SSD result" in first_point and "decode-only" in first_point and "SSD result" in second_point
 
-    again = ssd_run(run_dir)
+    summary_out = ssd("sweep-summary", str(runs))
+    assert summary_out.returncode == 0, summary_out.stderr[-3000:]
+    assert (runs / "sweep_summary.md").is_file() and (runs / "sweep_top_p0.95.png").read_bytes()[:4] == b"\x89PNG"
+    summary = json.loads((runs / "sweep_summary.json").read_text())
+    assert summary["points"] == 2 and summary["missing"] == {}
+    assert sorted((c["t_train"], c["t_eval"]) for c in summary["cells"]) == [(1.1, 0.7), (1.5, 0.7)]
+    for cell in summary["cells"]:
+        p1 = cell["pass_at_k"]["1"]
+        assert p1["ci_low"] <= p1["estimate"] <= p1["ci_high"] and cell["decode_only"]["1"]["estimate"] is not None
+    assert summary["best"]["0.95"]["run_dir"] in {str(p) for p in points.values()}
+
+    again = ssd_run(run_dir, "sample.temperature=1.1")
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stderr.count("nothing to do") == 8 and "SSD result" in again.stderr
     assert "VLLM" not in again.stderr and "torch.distributed.run" not in again.stderr
