@@ -85,10 +85,9 @@ setup(
             "ssd-eval-samples=megatron_ssd.evaluation.cli:main",
             "ssd-gate=megatron_ssd.evaluation.decisions.gate:main",
         ],
-        # Loaded by vLLM in each of its processes; each acts on CPU platforms only (see the modules' docstrings).
+        # Loaded by vLLM in each of its processes; patches only the CPU sampler (see the module's docstring).
         "vllm.general_plugins": [
             "megatron_ssd_cpu_topk_topp=megatron_ssd.generation.vllm_cpu_sampler:register",
-            "megatron_ssd_cpu_fork_worker=megatron_ssd.generation.vllm_cpu_worker_start:register",
         ],
     },
 )

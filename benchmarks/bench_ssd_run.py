@@ -158,6 +158,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     tag = "gpu" if "CPU" not in machine["device"] else "cpu"
     path = out / f"ssd_run_{tag}_{utc_now()[:10]}.json"
+    if path.exists():  # an earlier record of the same day stays: this one gets the time of day
+        path = out / f"ssd_run_{tag}_{utc_now()[:16].replace(':', '')}.json"
     path.write_text(json.dumps(record, indent=2) + "\n")
     console.print(f"wrote {path}" + ("" if args.keep else f"; run directory {run_dir}"))
 
