@@ -9,8 +9,9 @@ writes to `<run>/train/ckpt/`), and its sha256 manifest is verified when a rank 
 is refused by name in every run that links it.
 
 The key hashes what decides the converted bytes: the source folder's path and each file's name, size and
-modification time (hashing the content of a 60 GB folder would cost more than converting it), the TP/PP/EP the
-vocab padding depends on, the dtype and the padding multiple. An exclusive file lock per key makes concurrent
+modification time (hashing the content of a 60 GB folder would cost more than converting it), and the caller's
+converter settings (the train stage passes TP and EP, which the vocab padding depends on, and the dtype; the padding
+multiple is the converter's fixed default). An exclusive file lock per key makes concurrent
 sweep points wait for the first conversion instead of all converting; an interrupted conversion publishes
 nothing (it is written to a temporary folder and renamed).
 """
