@@ -209,7 +209,7 @@ def heatmap_png(summary: dict[str, Any], top_p: str) -> bytes:
 def write_summary(root: Path, out: Path, k: str | None = None) -> dict[str, Any]:
     summary = summarize(collect(root), k)
     images = []
-    for top_p in summary["best"]:
+    for top_p in sorted({**summary["best"], **summary["ties"]}, key=float):  # a tied grid is still drawn
         name = f"sweep_top_p{top_p}.png"
         atomic_write_bytes(out / name, heatmap_png(summary, top_p))
         images.append(name)

@@ -85,6 +85,7 @@ def test_tied_cells_mark_no_best(tmp_path):
     assert summary["best"] == {} and summary["ties"] == {"0.8": {"pass@1": 0.0, "cells": 2}}
     md = (root / "sweep_summary.md").read_text()
     assert "**best**" not in md and "No best cell at top-p 0.8: 2 cells tie at SSD pass@1 0.0%." in md
+    assert (root / "sweep_top_p0.8.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "](sweep_top_p0.8.png)" in md
 
 
 def test_a_run_directory_of_another_experiment_is_refused_by_name(tmp_path, capsys):

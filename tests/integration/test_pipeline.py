@@ -80,7 +80,10 @@ def test_two_point_sweep_summary_then_noop_rerun(tmp_path):
     for cell in summary["cells"]:
         p1 = cell["pass_at_k"]["1"]
         assert p1["ci_low"] <= p1["estimate"] <= p1["ci_high"] and cell["decode_only"]["1"]["estimate"] is not None
-    assert summary["best"]["0.95"]["run_dir"] in {str(p) for p in points.values()}
+    if "0.95" in summary["ties"]:  # four problems at a 135M model often tie (both points at 0%): no best, stated
+        assert summary["best"] == {} and summary["ties"]["0.95"]["cells"] == 2
+    else:
+        assert summary["best"]["0.95"]["run_dir"] in {str(p) for p in points.values()}
 
     again = ssd_run(run_dir, "sample.temperature=1.1")
     assert again.returncode == 0, again.stderr[-3000:]
