@@ -11,7 +11,7 @@ On entry, for each label, an exclusive file lock on its cache key is taken (in k
 deadlock); a cached label is copied into `<run>/eval/<label>/`. The body computes what is missing; on exit the
 labels it finished are published to the cache (copied to a temp folder, then renamed) and the locks are released.
 So concurrent points wait for the first one instead of all computing the same evaluation, and a killed point
-publishes nothing half-written.
+publishes nothing half-written (the protocol is `shared_cache.py`'s).
 
 The key hashes everything that decides the result: the model section of the config, the eval set's content (the
 eval rows of prompts.parquet), the decoding, the sample count and seed, and the scoring settings.
@@ -21,14 +21,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import shutil
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from filelock import FileLock
-
 from ..rundir import RunDir
+from ..shared_cache import content_key, locked, placing, publish
 
 SUMMARY = "summary.json"
 # eval.* keys that do not change a label's samples or scores (which labels exist, how fast they are computed).
@@ -48,18 +46,8 @@ def eval_set_hash(run_dir: Path) -> str:
 
 def cache_key(cfg: Any, eval_set: str, decoding: Any) -> str:
     scoring = {k: v for k, v in _plain(cfg.eval).items() if k not in NON_RESULT_EVAL_KEYS}
-    blob = {"model": _plain(cfg.model), "eval_set": eval_set, "decoding": _plain(decoding), "seed": cfg.seed,
-            "scoring": scoring}
-    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:24]
-
-
-def _copy_atomic(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp)
-    if dst.exists():
-        shutil.rmtree(dst)
-    tmp.rename(dst)
+    return content_key({"model": _plain(cfg.model), "eval_set": eval_set, "decoding": _plain(decoding),
+                        "seed": cfg.seed, "scoring": scoring})
 
 
 @contextlib.contextmanager
@@ -67,20 +55,17 @@ def reuse_base_evaluations(cfg: Any, run_dir: str | Path, decodings: Mapping[str
                            cache_root: str | Path) -> Iterator[dict[str, str]]:
     """Lock, restore, let the body compute the rest, publish; yields label -> "cached" | "computed"."""
     run_dir, cache_root = Path(run_dir), Path(cache_root)
-    cache_root.mkdir(parents=True, exist_ok=True)
     eval_set = eval_set_hash(run_dir)
     keys = {label: cache_key(cfg, eval_set, d) for label, d in decodings.items()}
     status: dict[str, str] = {}
-    with contextlib.ExitStack() as locks:
-        for label, key in sorted(keys.items(), key=lambda kv: kv[1]):
-            locks.enter_context(FileLock(str(cache_root / f"{key}.lock")))
+    with locked(cache_root, keys.values()):
         for label, key in keys.items():
             cached, mine = cache_root / key, RunDir(run_dir).eval_dir(label)
             if (mine / SUMMARY).exists():
                 status[label] = "present"
             elif (cached / SUMMARY).exists():
-                mine.parent.mkdir(parents=True, exist_ok=True)
-                _copy_atomic(cached, mine)
+                with placing(cached, mine, link=False):  # a copy: the run may add to its own eval folder
+                    pass
                 status[label] = "cached"
             else:
                 status[label] = "computed"
@@ -88,4 +73,4 @@ def reuse_base_evaluations(cfg: Any, run_dir: str | Path, decodings: Mapping[str
         for label, key in keys.items():
             mine, cached = RunDir(run_dir).eval_dir(label), cache_root / key
             if (mine / SUMMARY).exists() and not (cached / SUMMARY).exists():
-                _copy_atomic(mine, cached)
+                publish(mine, cached)

@@ -6,7 +6,7 @@ embedded default's 135M model, minutes for a 30B one). The conversion is made on
 the HF folders of `base_model.py`, and placed into each run directory as hard links (a copy where the run
 directory is on another filesystem). Nothing is lost by sharing: a checkpoint is read-only once written (training
 writes to `<run>/train/ckpt/`), and its sha256 manifest is verified when a rank loads it, so a damaged cache entry
-is refused by name in every run that links it.
+is refused by name in every run that links it. The locking and placing protocol is `shared_cache.py`'s.
 
 The key hashes what decides the converted bytes: the source folder's path and each file's name, size and
 modification time (hashing the content of a 60 GB folder would cost more than converting it), and the caller's
@@ -17,17 +17,12 @@ nothing (it is written to a temporary folder and renamed).
 """
 from __future__ import annotations
 
-import errno
-import hashlib
-import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any, Callable
 
-from filelock import FileLock
-
 from ..rundir import atomic_path, atomic_write_json, read_json
+from ..shared_cache import content_key, locked, placing
 from . import checkpoint as ckpt
 from .convert import SUMMARY
 
@@ -36,41 +31,22 @@ def conversion_key(src: str | os.PathLike, settings: dict[str, Any]) -> str:
     src = Path(src).resolve()
     files = sorted((str(p.relative_to(src)), st.st_size, st.st_mtime_ns)
                    for p in src.rglob("*") if p.is_file() for st in (p.stat(),))
-    blob = {"source": str(src), "files": files, "settings": settings}
-    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:24]
-
-
-def link_tree(src: Path, dst: Path) -> None:
-    """Recreate `src` at `dst` with hard links; copies the files a hard link cannot reach (another filesystem)."""
-    for path in sorted(src.rglob("*")):
-        target = dst / path.relative_to(src)
-        if path.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(path, target)
-        except OSError as exc:
-            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
-                raise
-            shutil.copy2(path, target)
+    return content_key({"source": str(src), "files": files, "settings": settings})
 
 
 def cached_conversion(src: str | os.PathLike, dst: str | os.PathLike, *, cache_dir: str | os.PathLike,
                       settings: dict[str, Any], convert: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
     """Place the conversion of `src` under `settings` at `dst` (which must not hold one), converting at most once
     per key with `convert(folder) -> summary`; returns the summary with `dst`'s paths and `cache_entry`."""
-    dst = Path(dst)
-    entry = Path(cache_dir) / conversion_key(src, settings)
-    entry.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(entry) + ".lock"):
+    dst, key = Path(dst), conversion_key(src, settings)
+    entry = Path(cache_dir) / key
+    with locked(cache_dir, [key]):
         hit = (entry / ckpt.LATEST).is_file() and (entry / SUMMARY).is_file()
         if not hit:
             with atomic_path(entry) as tmp:
                 convert(tmp)
         summary = read_json(entry / SUMMARY) or {}
-        with atomic_path(dst) as tmp:
-            link_tree(entry, tmp)
+        with placing(entry, dst, link=True) as tmp:
             summary = {**summary, "checkpoint": str(dst / Path(summary.get("checkpoint", "")).name),
                        "cache_entry": str(entry), "cache_hit": hit}
             os.unlink(tmp / SUMMARY)  # a hard link: rewrite this run's copy, never the cache's

@@ -25,7 +25,7 @@ MAPPED = {"kernels": ROOT / "kernels", "launch": ROOT / "launch"}
 LAYERS: list[tuple[str, ...]] = [
     ("errors",),
     ("config", "tracking"),
-    ("rundir", "runlock", "problems"),
+    ("rundir", "runlock", "shared_cache", "problems"),
     ("prompts", "prompting", "data", "models", "kernels"),
     ("generation", "evaluation", "selection", "rounds"),
     ("training",),
