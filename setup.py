@@ -4,7 +4,7 @@
 as `megatron_ssd.kernels`, `megatron_ssd.launch` and `megatron_ssd.hydra_conf`: "kernels" and "launch" are
 names of unrelated PyPI packages and must never be installed as top-level modules.
 """
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, find_packages, setup
 
 ROOT_PACKAGES = find_packages(include=["megatron_ssd", "megatron_ssd.*"])
 MAPPED = {
@@ -19,7 +19,10 @@ def _mapped_packages():
     for package, folder in MAPPED.items():
         package_dir[package] = folder
         packages.append(package)
-        for sub in find_packages(where=folder):
+        # hydra_conf's config groups (cluster/, model/, ...) hold only YAML: data packages without __init__.py,
+        # listed so that setuptools ships them as such instead of warning that it will drop them.
+        finder = find_namespace_packages if package == "megatron_ssd.hydra_conf" else find_packages
+        for sub in finder(where=folder):
             packages.append(f"{package}.{sub}")
             package_dir[f"{package}.{sub}"] = f"{folder}/{sub.replace('.', '/')}"
     return packages, package_dir
@@ -65,7 +68,7 @@ setup(
     python_requires=">=3.10",
     packages=ROOT_PACKAGES + mapped_packages,
     package_dir=mapped_dirs,
-    package_data={"megatron_ssd.hydra_conf": ["*.yaml", "**/*.yaml"]},
+    package_data={package: ["*.yaml"] for package in mapped_packages if package.startswith("megatron_ssd.hydra_conf")},
     include_package_data=True,
     install_requires=[
         "hydra-core>=1.3,<1.4",

