@@ -23,7 +23,8 @@ if ! command -v bwrap >/dev/null 2>&1; then
   if [[ $SUDO != none ]] && command -v apt-get >/dev/null 2>&1; then
     echo "megatron-ssd set-up: installing bubblewrap (the evaluation sandbox) with apt-get" >&2
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null || true
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null || true
+    # (debconf's note that apt-utils is missing is noise; apt's real errors still reach the console)
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap 2>&1 >/dev/null | grep -v '^debconf:' >&2 || true
   fi
 fi
 if ! command -v bwrap >/dev/null 2>&1; then
