@@ -33,7 +33,7 @@ from megatron_ssd.rounds import check_round2_gate
 from megatron_ssd.rundir import RunDir
 
 from .console import attach_to_terminal
-from .overrides import check_overrides
+from .overrides import check_overrides, is_override
 from .results_table import final_panel, stopped_panel
 from .runner import chain_complete, gate_stop, outcome_table, run_chain, run_stage
 from .stages import STAGE_NAMES
@@ -126,15 +126,11 @@ def hydra_main(cfg: DictConfig) -> None:
         sys.exit(code)
 
 
-def _is_override(arg: str) -> bool:
-    return "=" in arg and not arg.startswith("-")
-
-
 def _add_overrides(argv: list[str], extra: list[str]) -> list[str]:
     """`extra` after the overrides already in `argv`, in the same run: argparse takes the overrides as one run of
     positional arguments, so `ssd run a=1 --cfg job` must not become `a=1 --cfg job stage=run`."""
-    at = next((i for i, a in enumerate(argv) if _is_override(a)), len(argv))
-    while at < len(argv) and _is_override(argv[at]):
+    at = next((i for i, a in enumerate(argv) if is_override(a)), len(argv))
+    while at < len(argv) and is_override(argv[at]):
         at += 1
     return [*argv[:at], *extra, *argv[at:]]
 

@@ -57,10 +57,15 @@ def unknown_key_message(key: str, keys: dict[str, object], sweep: bool) -> str:
             "`ssd --cfg job` prints every key with its value; the fields are defined in megatron_ssd/config/.")
 
 
+def is_override(arg: str) -> bool:
+    """A command-line word that is a Hydra override (`key=value`), not a flag."""
+    return "=" in arg and not arg.startswith("-")
+
+
 def check_overrides(args: list[str]) -> None:
     """Raise `ConfigError` for the first override whose key the schema lacks. Hydra's own keys (`hydra.*`), group
     choices (`hydra/launcher=...`, `model@pkg=...`), deletions and flags are left to Hydra, as is a syntax error."""
-    candidates = [a for a in args if "=" in a and not a.startswith("-")]
+    candidates = [a for a in args if is_override(a)]
     try:
         overrides = OverridesParser.create().parse_overrides(candidates)
     except HydraException:

@@ -77,11 +77,12 @@ def ensure_base_checkpoint(cfg: SSDConfig, paths: TrainPaths, ctx: StageContext)
     settings = {"tp": cfg.parallel.tensor, "ep": cfg.parallel.expert, "dtype": CONVERT_DTYPES[cfg.train.precision]}
     start = time.perf_counter()
     cache_dir = conversion_cache_dir(cfg.model)
-    if cache_dir is None:
-        summary = hf_to_megatron(src, paths.base, overwrite=True, **settings)
-    else:
-        summary = cached_conversion(src, paths.base, cache_dir=cache_dir, settings=settings,
-                                    convert=lambda out: hf_to_megatron(src, out, overwrite=True, **settings))
+
+    def convert(out: Path) -> dict[str, Any]:
+        return hf_to_megatron(src, out, overwrite=True, **settings)
+
+    summary = (convert(paths.base) if cache_dir is None
+               else cached_conversion(src, paths.base, cache_dir=cache_dir, settings=settings, convert=convert))
     how = "reused the shared conversion of" if summary.get("cache_hit") else "converted"
     ctx.console.print(f"train: {how} the base model {src} -> {paths.base} in {time.perf_counter() - start:.1f} s"
                       + (f" (shared: {summary['cache_entry']})" if cache_dir is not None else ""))
