@@ -192,7 +192,7 @@ def test_report_logs_to_wandb_offline(tmp_path):
 def test_the_report_and_the_launcher_panel_share_one_definition_of_the_arms(tmp_path):
     """decode-only is the base model at the declared training temperature; without that label it was not run (the
     best base_T* of the sweep is never picked: that would choose it on the eval set)."""
-    from launch.results_table import final_panel
+    from megatron_ssd.launch.results_table import final_panel
     from megatron_ssd.evaluation.report.arms import arm_labels
 
     run_dir = tmp_path / "run"

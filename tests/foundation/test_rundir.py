@@ -185,7 +185,7 @@ def test_latest_export(tmp_path):
 
 
 def test_every_arm_has_a_chain_of_known_stages():
-    from launch.stages import STAGE_NAMES
+    from megatron_ssd.launch.stages import STAGE_NAMES
 
     assert set(CHAINS) == set(ARMS)
     for arm, chain in CHAINS.items():
