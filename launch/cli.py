@@ -8,6 +8,7 @@ resolved config stored in the run directory.
     ssd run -m sample.temperature=1.2,1.6   a Hydra multirun sweep (one run directory per point)
     ssd sweep-summary DIR               one table over a sweep's run directories (launch/sweep_summary.py)
     ssd select ...                      choose a decoding from a sweep (megatron_ssd/selection/cli.py)
+    ssd preflight experiment=... [--strict]   check a GPU node before sbatch: one table, exit 0/1 (launch/preflight.py)
     ssd -v run ...                      show everything libraries print live (default: <run>/logs/<stage>.log)
 
 Exit status: 0 done; 2 user error (one paragraph, no traceback); 3 incomplete (a stage could not run or waits
@@ -47,6 +48,7 @@ EXIT_STOPPED_BY_VERDICT = 4  # a clean stop, not a failure: scripts tell it apar
 SUBCOMMANDS = {
     "sweep-summary": "megatron_ssd.launch.sweep_summary",
     "select": "megatron_ssd.selection.cli",
+    "preflight": "megatron_ssd.launch.preflight",
 }
 VERBOSE_FLAGS = ("-v", "--verbose")
 

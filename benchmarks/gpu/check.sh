@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU check: one command that turns minutes on one GPU into JSON results (benchmarks/gpu/README.md).
 #
-#   benchmarks/gpu/check.sh OUT_DIR            # on the GPU machine, after installing .whl/ (README)
-#   benchmarks/gpu/check.sh OUT_DIR --dry-run  # anywhere: wheel list, imports, arguments; runs nothing heavy
+#   benchmarks/gpu/check.sh OUT_DIR              # on the GPU machine, after installing .whl/ (README)
+#   benchmarks/gpu/check.sh --dry-run [OUT_DIR]  # anywhere: wheel list, imports, arguments; runs nothing heavy
+#                                                # (flags and OUT_DIR in any order; no OUT_DIR: a temporary folder)
 #
 # Parts, each under its own time limit so one slow part cannot eat the others (about 7.5 minutes in all):
 #   preflight   environment.json: device, date, versions; the wheel list and every import checked
@@ -11,11 +12,21 @@
 #   train step  train_step.json: bench_train_step.py --gpu-check (~1B Qwen3 shape, both CE heads)
 # summary.json lists each part's exit status and seconds; logs go to $CHECK_LOGS (default OUT_DIR). Exit status: 0 when every part succeeded.
 set -uo pipefail
-usage() { echo "usage: $0 OUT_DIR [--dry-run]" >&2; exit 2; }
-[ $# -ge 1 ] || usage
-out="$1"; shift
-dry=0
-for a in "$@"; do case "$a" in --dry-run) dry=1 ;; *) usage ;; esac; done
+usage() { echo "usage: $0 OUT_DIR [--dry-run]   (or: $0 --dry-run [OUT_DIR])${1:+: $1}" >&2; exit 2; }
+out="" dry=0
+for a in "$@"; do
+  case "$a" in
+    --dry-run) dry=1 ;;
+    -h|--help) usage ;;
+    -*) usage "unknown option $a" ;;
+    *) [ -z "$out" ] || usage "one OUT_DIR only (got $out and $a)"; out="$a" ;;
+  esac
+done
+if [ -z "$out" ]; then
+  [ "$dry" = 1 ] || usage "OUT_DIR is required for a real run"
+  out="$(mktemp -d "${TMPDIR:-/tmp}/gpu_check_dry_run.XXXXXX")"
+  echo "dry run: no OUT_DIR given; writing to $out"
+fi
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 py="${PYTHON:-python3}"
 mkdir -p "$out" && out="$(cd "$out" && pwd)"
@@ -26,7 +37,7 @@ export PYTHONUNBUFFERED=1
 # The kernels compiled by Triton, not interpreted (tests/training/conftest.py defaults it to 1 for CPUs).
 export TRITON_INTERPRET=0
 [ "$dry" = 1 ] && export TRITON_INTERPRET=1
-cd "$repo"
+cd "$repo" || exit 2
 
 # Seconds per part (override for a longer lease, e.g. BUDGET_LINEAR_CE=400).
 b_pre="${BUDGET_PREFLIGHT:-60}" b_tests="${BUDGET_TESTS:-90}" b_lce="${BUDGET_LINEAR_CE:-170}" b_train="${BUDGET_TRAIN:-140}"

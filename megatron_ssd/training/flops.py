@@ -46,15 +46,24 @@ GPU_PEAK_BF16_TFLOPS = {
 }
 
 
+def layer_matmul_weights(info) -> dict[str, int]:
+    """The matmul weights of one transformer layer by kind: "attention" (Q, K, V, O), and "mlp" (the SwiGLU's gate,
+    up, down) for a dense model or "router" and "expert" (one routed expert's SwiGLU) for a mixture of experts.
+    Also what `training.memory` counts per rank (with the norms, which are not matmuls)."""
+    h, hd = info.hidden_size, info.head_dim
+    out = {"attention": h * info.num_attention_heads * hd * 2 + h * info.num_query_groups * hd * 2}  # Q, O + K, V
+    if info.is_moe:
+        out.update(router=h * info.num_experts, expert=3 * h * info.moe_ffn_hidden_size)
+    else:
+        out["mlp"] = 3 * h * info.ffn_hidden_size
+    return out
+
+
 def matmul_params(info, padded_vocab_size: int) -> int:
     """N_matmul of the module docstring, from the architecture (`megatron_ssd.models.arch.ArchInfo`)."""
-    h, hd = info.hidden_size, info.head_dim
-    attn = h * info.num_attention_heads * hd * 2 + h * info.num_query_groups * hd * 2  # Q, O  +  K, V
-    if info.is_moe:
-        mlp = h * info.num_experts + info.moe_top_k * 3 * h * info.moe_ffn_hidden_size  # router + routed experts
-    else:
-        mlp = 3 * h * info.ffn_hidden_size  # SwiGLU: gate, up, down
-    return info.num_layers * (attn + mlp) + padded_vocab_size * h
+    w = layer_matmul_weights(info)
+    mlp = w["router"] + info.moe_top_k * w["expert"] if info.is_moe else w["mlp"]  # a token's top-k experts only
+    return info.num_layers * (w["attention"] + mlp) + padded_vocab_size * info.hidden_size
 
 
 def effective_seq_length(segment_lengths: Iterable[np.ndarray]) -> float:

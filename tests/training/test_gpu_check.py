@@ -17,9 +17,13 @@ sys.path.insert(0, str(REPO / "benchmarks" / "gpu"))
 import check_tools  # noqa: E402
 
 
+CHECK = str(REPO / "benchmarks" / "gpu" / "check.sh")
+
+
 def test_dry_run_passes_and_writes_the_environment(tmp_path):
     out = tmp_path / "results"
-    proc = subprocess.run([str(REPO / "benchmarks" / "gpu" / "check.sh"), str(out), "--dry-run"], cwd=tmp_path,
+    # the flag first: `check.sh --dry-run OUT_DIR` once took `--dry-run` for the folder
+    proc = subprocess.run([CHECK, "--dry-run", str(out)], cwd=tmp_path,
                           env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     summary = json.loads((out / "summary.json").read_text())
@@ -49,3 +53,14 @@ def test_wheel_list_is_pinned_once_per_package(tmp_path):
 def test_an_import_missing_from_image_and_wheel_list_is_reported(monkeypatch):
     monkeypatch.setitem(check_tools.IMPORTS, "einops", "einops")
     assert any("einops" in p for p in check_tools.check_wheels(check_tools.read_wheel_list()))
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "OUT_DIR is required for a real run"),
+    (["--bogus", "out"], "unknown option --bogus"),
+    (["a", "b", "--dry-run"], "one OUT_DIR only"),
+])
+def test_arguments_are_read_in_any_order_and_mistakes_are_named(tmp_path, args, message):
+    proc = subprocess.run([CHECK, *args], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and message in proc.stderr and "usage:" in proc.stderr
+    assert not (tmp_path / "--dry-run").exists() and not list(tmp_path.iterdir())  # nothing written

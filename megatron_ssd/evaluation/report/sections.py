@@ -13,7 +13,7 @@ from typing import Any
 
 from ...rundir import RunDir
 from ..decisions.gate import configured_min_lift, evaluate_gate
-from ..decisions.ledger import METHOD_STAGES, build_ledger, device_kind
+from ..decisions.ledger import METHOD_STAGES, build_ledger, device_kind, rollback_sentence
 from ..scoring import paired_passk, slice_table
 from . import plots
 from .arms import SWEEP, arm_labels
@@ -311,11 +311,7 @@ def _verdict(doc: Doc, data: RunData, ledger: dict[str, Any] | None, metrics: di
         doc.ul([f"weakness: {w}" for w in v.get("weaknesses", [])])
     rollback = (ledger or {}).get("rollback") or {"base_checkpoint": data.cfg("decision.rollback.base_checkpoint"),
                                                  "restore": data.cfg("decision.rollback.restore")}
-    if rollback.get("base_checkpoint") or rollback.get("restore"):
-        doc.p(f"**Rollback**: serve `{rollback.get('base_checkpoint') or '?'}` again with "
-              f"`{rollback.get('restore') or '?'}`.")
-    else:
-        doc.p("**Rollback**: not declared (decision.rollback.base_checkpoint / .restore).")
+    doc.p(rollback_sentence(rollback, data.run_dir))
 
 
 def _passk(doc: Doc, data: RunData, metrics: dict[str, Any]) -> None:
