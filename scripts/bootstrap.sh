@@ -16,15 +16,17 @@ sandbox_problem() {
   echo "  docs/SANDBOX.md describes what each mode guarantees." >&2
   if [[ ${SSD_REQUIRE_BWRAP:-0} != 0 ]]; then exit 1; fi
 }
-if ! command -v bwrap >/dev/null 2>&1; then
+# python3-numpy: LiveCodeBench's harness runs programs where numpy imports, so the sandbox's /usr/bin/python3 gets it
+# (docs/SANDBOX.md); without it, programs importing numpy fail as an ImportError.
+if ! command -v bwrap >/dev/null 2>&1 || ! /usr/bin/python3 -c 'import numpy' >/dev/null 2>&1; then
   SUDO=none
   if [[ $(id -u) == 0 ]]; then SUDO=""; elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
     SUDO="sudo -n"; fi
   if [[ $SUDO != none ]] && command -v apt-get >/dev/null 2>&1; then
-    echo "megatron-ssd set-up: installing bubblewrap (the evaluation sandbox) with apt-get" >&2
+    echo "megatron-ssd set-up: installing bubblewrap and python3-numpy (the evaluation sandbox) with apt-get" >&2
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null || true
     # (debconf's note that apt-utils is missing is noise; apt's real errors still reach the console)
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap 2>&1 >/dev/null | grep -v '^debconf:' >&2 || true
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap python3-numpy 2>&1 >/dev/null | grep -v '^debconf:' >&2 || true
   fi
 fi
 if ! command -v bwrap >/dev/null 2>&1; then

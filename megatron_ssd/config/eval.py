@@ -28,6 +28,11 @@ class EvalConfig:
     # rlimits-only (the explicit opt-in to running model-written code without it; recorded in every row and summary).
     # docs/SANDBOX.md has what each guarantees.
     isolation: str = "bwrap"
+    # How stdin/functional problems are judged: auto (problems of source livecodebench as LiveCodeBench's own harness
+    # judges them, every other problem natively) | native | livecodebench (docs/SANDBOX.md). lcb_timeout_s: seconds
+    # per test under livecodebench (lcb_runner's --timeout; eval.timeout_s is the native limit).
+    grader: str = "auto"
+    lcb_timeout_s: int = 6
     # With n > 1: per problem, compare the top-1 of the n samples by mean token log-probability with the samples'
     # grounding (imports and calls that resolve in the standard library and the starter code) and write
     # eval/<label>/selection.json. Observes only: pass@k and the verdict do not use it (docs/SELECTION.md).

@@ -3,12 +3,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+PACKINGS = ("bins", "one_per_row")
+
 
 @dataclass
 class TrainConfig:
     seq_length: int = 65536
     # Samples longer than seq_length: "truncate" (cut and mark) or "drop" (count them).
     overlength_policy: str = "truncate"
+    # What a row of the packed data holds, and so what train.global_batch_size counts:
+    #   bins         first-fit-decreasing packing of many documents per seq_length row (a batch counts rows)
+    #   one_per_row  one document per row, the rest padding (a batch counts sequences, as Megatron-LM's SFT data
+    #                does with one conversation per sample: the paper presets' reading of "global batch size 32")
+    packing: str = "bins"
     micro_batch_size: int = 1
     global_batch_size: int = 32
     train_iters: int = 2500

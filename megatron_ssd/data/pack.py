@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..config.data import MixSource
+from ..config.train import PACKINGS
 from ..errors import ConfigError, DataError
 from .ffd import bin_layout, first_fit_decreasing
 from .mix import mix_anchor_data
@@ -122,13 +123,20 @@ def write_packed(
     tokenizer_fingerprint: str,
     extra_meta: dict | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    packing: str = "bins",
 ) -> dict:
-    """Pack `docs` with first-fit-decreasing into bins of `seq_length` and write the arrays + meta.json into
-    `out_dir` (the caller makes the folder appear atomically). `on_progress(docs_written, total_docs)` is called
-    after every bin. Returns the meta dict."""
+    """Pack `docs` into rows of `seq_length` and write the arrays + meta.json into `out_dir` (the caller makes the
+    folder appear atomically): packing="bins" first-fit-decreasing, "one_per_row" one document per row in input
+    order (`config.train.packing`). `on_progress(docs_written, total_docs)` is called after every row. Returns the
+    meta dict."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    assign = first_fit_decreasing(docs.length, seq_length)
+    if packing == "bins":
+        assign = first_fit_decreasing(docs.length, seq_length)
+    elif packing == "one_per_row":
+        assign = np.arange(len(docs.length), dtype=np.int64)
+    else:
+        raise ConfigError(f"train.packing={packing!r}: choose one of {', '.join(PACKINGS)}.")
     order, bin_starts, offsets = bin_layout(assign, docs.length)
     num_bins = len(bin_starts) - 1
     shape = (num_bins, seq_length)
@@ -190,6 +198,7 @@ def write_packed(
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
+        "packing": packing,
         "seq_length": seq_length,
         "tokenizer_fingerprint": tokenizer_fingerprint,
         "pad_id": int(pad_id),
@@ -233,6 +242,7 @@ def pack_folder(
     on_progress: Callable[[int, int], None] | None = None,
     mix: Sequence[MixSource] = (),
     mix_seed: int = 0,
+    packing: str = "bins",
 ) -> dict:
     """Read `samples_dir/shard_*.parquet`, pack, and write into `out_dir`. Token ids must be < `vocab_limit`
     (default: the tokenizer's vocabulary size). `mix`: anchor-data sources packed with the samples (data/mix.py)."""
@@ -279,4 +289,5 @@ def pack_folder(
     }
     table, docs, extra["mix"] = mix_anchor_data(table, docs, mix, tokenizer, seq_length, policy,
                                                 vocab_limit or tokenizer.vocab_size, mix_seed, select_documents)
-    return write_packed(out_dir, table, docs, seq_length, tokenizer.pad_id, fingerprint, extra, on_progress)
+    return write_packed(out_dir, table, docs, seq_length, tokenizer.pad_id, fingerprint, extra, on_progress,
+                        packing)

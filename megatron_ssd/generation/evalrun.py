@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from ..config.model import extraction_reasoning
 from ..evaluation.scoring import score_samples, summarize
 from ..evaluation.sandbox.runner import SandboxConfig, resolve_isolation
 from ..evaluation.selection_report import selection_enabled, selection_report
@@ -105,11 +106,12 @@ def _score_label(label: str, decoding: Decoding, problems: list[Problem], *, cfg
                 done[0] += step
                 bar.update(task, completed=done[0], rate=done[0] / max(time.perf_counter() - start, 1e-9))
 
-        rows = score_samples(problems, samples, SandboxConfig.from_eval(e), progress=advance)
+        rows = score_samples(problems, samples, SandboxConfig.from_eval(e), reasoning=extraction_reasoning(cfg.model),
+                             progress=advance)
     text_of = {(s["prompt_id"], s["sample_idx"]): s["text"] for s in samples}
     run.write_eval_results(label, [{**r, "text": text_of[(r["prompt_id"], r["sample_idx"])]} for r in rows])
     if selection_enabled(e):  # observes only; written before summary.json, which makes the label final
-        run.write_selection(label, selection_report(problems, samples, rows))
+        run.write_selection(label, selection_report(problems, samples, rows, reasoning=extraction_reasoning(cfg.model)))
     summary = summarize(rows, problems, e.k, e.n, e.ci_level, e.bootstrap_samples, cfg.seed,
                         difficulty_of=difficulty_of)
     summary.update({"label": label, "model": model_name, "temperature": decoding.temperature,

@@ -90,42 +90,74 @@ class _StringOnlyUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}: only a plain string is accepted")
 
 
-def decode_private_tests(blob: str, where: str) -> list[dict[str, Any]]:
+def decode_private_tests(blob: Any, where: str) -> list[dict[str, Any]]:
+    """LiveCodeBench's private tests in either of the forms its loader accepts (lcb_runner/benchmarks/
+    code_generation.py, CodeGenerationProblem.__post_init__): a JSON list (as text, or already a list), else
+    base64(zlib(pickle(JSON text))). The pickle is read by `_StringOnlyUnpickler`: a string or nothing."""
+    if isinstance(blob, list):
+        return _json_list(blob, where, "private_test_cases")
     if not blob:
         return []
+    if not isinstance(blob, str):
+        raise DataError(f"{where}: private_test_cases is a {type(blob).__name__}; expected JSON text or "
+                        "LiveCodeBench's base64 form.")
+    try:
+        plain = json.loads(blob)
+    except ValueError:
+        plain = None
+    if plain is not None:
+        return _json_list(blob, where, "private_test_cases")
     try:
         raw = zlib.decompress(base64.b64decode(blob))
         obj = _StringOnlyUnpickler(io.BytesIO(raw)).load()
     except (ValueError, zlib.error, pickle.UnpicklingError, EOFError) as exc:
-        raise DataError(f"{where}: private_test_cases could not be decoded safely ({exc}).") from None
+        raise DataError(f"{where}: private_test_cases could not be decoded safely: it is neither JSON nor "
+                        f"base64(zlib(pickle(JSON text))) ({exc}).") from None
     if not isinstance(obj, str):
         raise DataError(f"{where}: private_test_cases decoded to {type(obj).__name__}, expected a JSON string.")
     return _json_list(obj, where, "private_test_cases")
 
 
 def _from_livecodebench(row: dict[str, Any], where: str) -> Problem:
+    """One LiveCodeBench row. Like lcb_runner's get_evaluation_sample, a problem is called as a function exactly when
+    its metadata names a func_name (LeetCode), and read from stdin otherwise (AtCoder, Codeforces)."""
     require(row, where, "question_id", "question_content", "public_test_cases")
     tests = _json_list(row["public_test_cases"], where, "public_test_cases")
     tests += decode_private_tests(row.get("private_test_cases") or "", where)
-    metadata = row.get("metadata") or "{}"
-    meta = json.loads(metadata) if isinstance(metadata, str) else dict(metadata)
-    kinds = {t.get("testtype") for t in tests}
-    style = "stdin" if kinds <= {"stdin"} else "functional"
-    entry = meta.get("func_name", "")
-    if style == "functional" and not entry:
+    for j, t in enumerate(tests):
+        if not isinstance(t, dict) or not isinstance(t.get("input"), str) or not isinstance(t.get("output"), str):
+            raise DataError(f"{where}: test {j} needs string fields input and output (LiveCodeBench's schema).")
+    meta = _lcb_metadata(row.get("metadata"), where)
+    entry = meta.get("func_name")
+    if entry is not None and (not isinstance(entry, str) or not entry.isidentifier()):
+        raise DataError(f"{where}: metadata.func_name {entry!r} is not a function name.")
+    if entry is None and any(t.get("testtype") == "functional" for t in tests):
         raise DataError(f"{where}: functional tests but no metadata.func_name to call.")
+    style = "functional" if entry else "stdin"
     return Problem(
         problem_id=str(row["question_id"]),
         source="livecodebench",
         question=_nonempty(row["question_content"], where, "question_content"),
         style=style if tests else "none",
         starter_code=row.get("starter_code") or "",
-        entry_point=entry,
+        entry_point=entry or "",
         test_cases=[TestCase(input=t["input"], output=t["output"]) for t in tests],
         difficulty=row.get("difficulty"),
         contest_date=str(row.get("contest_date") or "")[:10] or None,
         metadata={k: row.get(k) for k in ("question_title", "platform", "contest_id") if row.get(k) is not None},
     )
+
+
+def _lcb_metadata(value: Any, where: str) -> dict[str, Any]:
+    if value is None or value == "":
+        return {}
+    try:
+        meta = json.loads(value) if isinstance(value, str) else dict(value)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{where}: metadata is not a JSON object ({exc}).") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{where}: metadata is not a JSON object.")
+    return meta
 
 
 def _in_window(date: str | None, start: str, end: str) -> bool:

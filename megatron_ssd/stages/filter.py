@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..config import SSDConfig
+from ..config.model import extraction_reasoning
 from ..errors import DataError, SSDError
 from ..evaluation.postfilters import DECLARED, declared_filter
 from ..evaluation.sandbox.runner import SandboxConfig, resolve_isolation
@@ -52,7 +53,8 @@ def run(cfg: SSDConfig, ctx: StageContext) -> dict[str, Any]:
             ctx.console.print(f"[dim]filter: {shard.name} already filtered "
                               f"({counts['kept']}/{counts['input']} kept)[/]")
         else:
-            counts = _filter_shard(shard, out_path, problems, sandbox_cfg, tuple(cfg.data.postfilters))
+            counts = _filter_shard(shard, out_path, problems, sandbox_cfg, tuple(cfg.data.postfilters),
+                                   extraction_reasoning(cfg.model))
             atomic_write_json(counts_path, counts)
             ctx.console.print(f"filter: {shard.name}: kept {counts['kept']}/{counts['input']} "
                               f"(dropped {counts['dropped']})")
@@ -78,7 +80,7 @@ def run(cfg: SSDConfig, ctx: StageContext) -> dict[str, Any]:
 
 
 def _filter_shard(shard: Path, out_path: Path, problems: dict[str, Problem], sandbox_cfg: SandboxConfig,
-                  postfilters: tuple[str, ...]) -> dict[str, Any]:
+                  postfilters: tuple[str, ...], reasoning: bool | None = None) -> dict[str, Any]:
     try:
         table = pq.read_table(shard)
     except (pa.ArrowInvalid, OSError) as exc:
@@ -103,7 +105,7 @@ def _filter_shard(shard: Path, out_path: Path, problems: dict[str, Problem], san
         to_run.append({"prompt_id": pid, "sample_idx": row["sample_idx"], "text": row["text"],
                        "num_tokens": row.get("num_tokens"), "_where": f"{shard} row {i}"})
         slots.append(i)
-    results = score_samples(problems, to_run, sandbox_cfg) if to_run else []
+    results = score_samples(problems, to_run, sandbox_cfg, reasoning=reasoning) if to_run else []
     outcomes = Counter(r["outcome"] for r in results)
     for i, r in zip(slots, results):
         keep[i] = bool(r["passed"])

@@ -59,6 +59,7 @@ def run(cfg: SSDConfig, ctx: StageContext) -> dict[str, Any]:
                 on_progress=on_progress,
                 mix=cfg.data.mix,
                 mix_seed=cfg.data.mix_seed,
+                packing=cfg.train.packing,
             )
     for mixed in meta["mix"]["sources"]:  # anchor data is an input of the run: hash it into the manifest
         ctx.run.record_input(f"data.mix:{mixed['name']}", mixed["path"])

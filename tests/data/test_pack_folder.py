@@ -252,3 +252,30 @@ def test_incomplete_sample_folder_is_refused(tmp_path, hf_tok, kit):
     (tmp_path / "samples" / "meta.json").write_text(json.dumps({"num_shards": 3}))
     with pytest.raises(DataError, match="num_shards=3 but only 2 shard files exist"):
         pack_folder(tmp_path / "samples", tmp_path / "packed", hf_tok, SEQ, "truncate")
+
+
+def test_one_per_row_holds_one_document_per_row_with_the_same_tokens(tmp_path, hf_tok, kit):
+    """train.packing=one_per_row (the paper presets: a global batch counts sequences): every row is one document then
+    padding, and each document's tokens, labels and loss mask equal those it has when packed into shared bins."""
+    rows = kit.make_rows(hf_tok, 24, seed=5)
+    kit.write_shards(tmp_path / "samples", rows, num_shards=2)
+    bins = pack_folder(tmp_path / "samples", tmp_path / "bins", hf_tok, SEQ, "truncate")
+    single = pack_folder(tmp_path / "samples", tmp_path / "single", hf_tok, SEQ, "truncate", packing="one_per_row")
+    assert (bins["packing"], single["packing"]) == ("bins", "one_per_row")
+    assert single["num_bins"] == single["num_docs"] == bins["num_docs"] > bins["num_bins"]
+    assert single["docs_per_bin"]["max"] == single["docs_per_bin"]["min"] == 1
+    assert single["real_tokens"] == bins["real_tokens"]
+    ds_bins, ds_single = (PackedDataset(tmp_path / d, hf_tok.fingerprint(), SEQ) for d in ("bins", "single"))
+
+    def documents(ds):
+        out = {}
+        for d in pq.read_table(ds.path / "documents.parquet").to_pylist():
+            item, span = ds[d["bin"]], slice(d["offset"], d["offset"] + d["length"])
+            out[(d["prompt_id"], d["sample_idx"])] = tuple(np.asarray(item[k])[span].tolist()
+                                                           for k in ("tokens", "labels", "loss_mask"))
+        return out
+
+    assert documents(ds_single) == documents(ds_bins)
+    for b in range(len(ds_single)):
+        cu = np.asarray(ds_single[b]["cu_seqlens"])
+        assert cu[0] == 0 and cu[-1] == SEQ and len(cu) in (2, 3)  # one document, then the padding tail if any

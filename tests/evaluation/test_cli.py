@@ -155,3 +155,40 @@ def test_livecodebench_file_stdin_and_functional(tmp_path):
     assert summary["num_problems"] == 2 and summary["difficulty_method"] == "source"
     assert set(summary["per_difficulty"]) == {"easy", "medium"}
     assert summary["pass_at_k"]["2"]["estimate"] == pytest.approx(1.0)
+
+
+def test_grader_flag_chooses_livecodebench_or_native_rules(tmp_path):
+    """`--grader`: a LeetCode answer using the starter code's bare `List` passes under LiveCodeBench's prelude (auto
+    picks it for LiveCodeBench rows) and fails natively with a NameError; `--lcb-timeout` reaches the sandbox."""
+    rows = Path(__file__).parent / "lcb_rows" / "parity.jsonl"
+    answer = "class Solution:\n    def sumList(self, nums: List[int]) -> int:\n        return sum(nums)\n"
+    samples = write_jsonl(tmp_path / "s.jsonl", [{"task_id": "weekly1_a", "completion": answer}])
+    outcomes = {}
+    for grader in ("auto", "native"):
+        assert cli.main(["--problems", str(rows), "--problems-kind", "livecodebench", "--samples", str(samples),
+                         "--k", "1", "--quiet", "--grader", grader, "--lcb-timeout", "3"]) == 0
+        (row,) = results_of(samples)
+        outcomes[grader] = (row["grader"], row["passed"], row["reason"])
+    assert outcomes["auto"][:2] == ("livecodebench", True)
+    assert outcomes["native"][:2] == ("native", False) and "List" in outcomes["native"][2]
+
+
+def test_thinking_flag_reads_the_answer_after_the_reasoning(tmp_path):
+    """`--thinking` (what `model.thinking=true` passes to scoring): Qwen3-*-Thinking-2507 templates open `<think>` in
+    the prompt, so a generation carries only `</think>`. The answer after it is scored; a generation cut inside its
+    reasoning has no program (`reasoning-unterminated`), where tag-less scoring would run the reasoning's draft."""
+    rows = Path(__file__).parent / "lcb_rows" / "parity.jsonl"
+    good = "class Solution:\n    def sumList(self, nums: List[int]) -> int:\n        return sum(nums)\n"
+    draft = "```python\n" + good + "```\n"
+    answered = ("Let me try a wrong draft first.\n```python\nclass Solution:\n    def sumList(self, nums):\n"
+                "        return 0\n```\nNo, sum them.\n</think>\n\n```python\n" + good + "```\n")
+    cut = "I could write\n" + draft + "but let me check the edge cases"  # max_tokens hit inside the reasoning
+    samples = write_jsonl(tmp_path / "t.jsonl", [{"task_id": "weekly1_a", "response": answered},
+                                                 {"task_id": "weekly1_a", "response": cut}])
+    verdicts = {}
+    for flags in ([], ["--thinking"]):
+        assert cli.main(["--problems", str(rows), "--problems-kind", "livecodebench", "--samples", str(samples),
+                         "--k", "1", "--quiet", *flags]) == 0
+        verdicts[bool(flags)] = [(r["passed"], r["extraction"]) for r in results_of(samples)]
+    assert verdicts[True] == [(True, "lcb-last-block+after-think"), (False, "reasoning-unterminated")]
+    assert verdicts[False] == [(True, "lcb-last-block+after-think"), (True, "lcb-last-block")]

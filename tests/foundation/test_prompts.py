@@ -1,4 +1,4 @@
-"""Prompt sources, dedup, contamination, split, and the prompts stage."""
+"""Prompt sources, dedup, contamination, split, the prompts stage, and the prompt styles of `prompting`."""
 import base64
 import gzip
 import json
@@ -10,8 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from megatron_ssd.config import SSDConfig
+from megatron_ssd.config.validate import collect_errors
 from megatron_ssd.errors import DataError
 from megatron_ssd.problems import Problem
+from megatron_ssd.prompting import chat_messages
 from megatron_ssd.prompts.contamination import find_contamination
 from megatron_ssd.prompts.dedup import dedup, normalize_text
 from megatron_ssd.prompts.sources import decode_private_tests, load_humaneval, load_source
@@ -203,3 +205,69 @@ def test_prompts_stage_separate_eval_source_and_caps(tmp_path):
     summary = prompts_stage.run(cfg, StageContext(run=run))
     assert summary["train"] == 10 and summary["eval"] == 20 and summary["split"] == "separate eval source"
     assert "train_source" in run.read_manifest()["inputs"]
+
+
+# ------------------------------------------------------------------------- prompt styles (megatron_ssd.prompting)
+# The expected texts are written out from lcb_runner/prompts/code_generation.py (:14, :22-24, :35-51, :129-139,
+# :252-276, :323-326) so that a change of wording on our side fails here.
+
+LCB_SYSTEM = ("You are an expert Python programmer. You will be given a question (problem specification) and will "
+              "generate a correct Python program that matches the specification and passes all tests.")
+STDIN_FORMAT = ("Read the inputs from stdin solve the problem and write the answer to stdout (do not directly test on "
+                "the sample inputs). Enclose your code within delimiters as follows. Ensure that when the python "
+                "program runs, it reads the inputs, runs the algorithm and writes output to STDOUT.")
+STARTER_FORMAT = ("You will use the following starter code to write the solution to the problem and enclose your code "
+                  "within delimiters.")
+STARTER = "class Solution:\n    def add(self, a: int, b: int) -> int:\n        "
+
+
+def lcb_eval_problem(starter=""):
+    return Problem(problem_id="q", source="livecodebench", question="Add two numbers.\n", style="stdin",
+                   starter_code=starter)
+
+
+def test_lcb_generic_is_livecodebenchs_system_and_question_template():
+    stdin = chat_messages(lcb_eval_problem(), "lcb_generic")
+    assert stdin == [{"role": "system", "content": LCB_SYSTEM}, {"role": "user", "content": (
+        "### Question:\nAdd two numbers.\n\n\n" f"### Format: {STDIN_FORMAT}\n" "```python\n# YOUR CODE HERE\n```\n\n"
+        "### Answer: (use the provided format with backticks)\n\n")}]
+    functional = chat_messages(lcb_eval_problem(STARTER), "lcb_generic")[1]["content"]
+    assert functional == ("### Question:\nAdd two numbers.\n\n\n" f"### Format: {STARTER_FORMAT}\n"
+                          f"```python\n{STARTER}\n```\n\n" "### Answer: (use the provided format with backticks)\n\n")
+
+
+def chatml(messages, add_generation_prompt=True, think=False):
+    """A Qwen-style ChatML rendering (system/user turns verbatim), as the model's chat template does."""
+    out = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+    return out + ("<|im_start|>assistant\n" + ("<think>\n" if think else "") if add_generation_prompt else "")
+
+
+def test_lcb_codeqwen_renders_to_lcb_runners_raw_string():
+    for starter, tail in (("", f"{STDIN_FORMAT}\n```python\n# YOUR CODE HERE\n```\n\n<|im_end|>\n"),
+                          (STARTER, f"{STARTER_FORMAT}\n```python\n{STARTER}\n```\n\n<|im_end|>\n")):
+        raw = ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user" + "\n\n"
+               "You will be given a question (problem specification) and will generate a correct Python program "
+               "that matches the specification and passes all tests. You will NOT return anything except for the "
+               "program.\n\n" "Question: Add two numbers.\n\n\n" + tail + "<|im_start|>assistant\n")
+        assert chatml(chat_messages(lcb_eval_problem(starter), "lcb_codeqwen")) == raw
+
+
+def test_training_and_eval_prompts_come_from_one_builder():
+    seed = Problem(problem_id="r", source="rstarcoder", question="Add two numbers.\n", starter_code=STARTER)
+    for style in ("default", "lcb_generic", "lcb_codeqwen"):
+        assert chat_messages(seed, style) == chat_messages(lcb_eval_problem(STARTER), style)
+
+
+def test_humaneval_prompt_is_the_same_under_every_style():
+    he = load_humaneval()[0]
+    default = chat_messages(he)
+    assert default[0]["content"].startswith("Complete the following Python function.")
+    assert all(chat_messages(he, s) == default for s in ("lcb_generic", "lcb_codeqwen"))
+
+
+def test_unknown_prompt_style_is_refused_in_config_and_builder():
+    cfg = SSDConfig()
+    cfg.model.prompt_style = "lcb"
+    assert any("model.prompt_style='lcb'" in e for e in collect_errors(cfg))
+    with pytest.raises(ValueError, match="model.prompt_style"):
+        chat_messages(lcb_eval_problem(), "lcb")

@@ -17,12 +17,17 @@ evaluator over RESULT_FD, a pipe C does not hold. Consequences, by style:
 - ``humaneval`` and ``assert``: C is split in two. T (forked from P, so it never saw program code) forks the
   program's process first, closes nothing of its own but gives that process only stdin/stdout/stderr and a call/reply
   pipe pair, then runs the problem's helper code (the HumanEval prompt) and tests itself. Every call of the program's
-  function is sent over the pipe and its answer rebuilt as values of exact builtin types (`_encode`/`_decode`), so
+  function is sent over the pipe and its answer rebuilt as values of exact builtin types (`encode_value`), so
   objects that pose as builtins, replaced standard-library modules, monkeypatched builtins, redefined prompt helpers
   and interpreter introspection (gc, frames) in the program cannot change what the tests see or report: the
   "tests completed" message comes from T's status pipe, which the program's process never holds. Exiting early
   (``sys.exit``, ``os._exit``, closing fds) ends the program's process and the tests fail. Monkeypatched builtins and
   stdlib functions are still reported (``tampered``) so that the attempt is visible.
+
+``grader: livecodebench`` (stdin and functional only): C runs all of a problem's tests in one process, as
+LiveCodeBench's `run_test` does, with its prelude, its program rewriting and its stdin/stdout stand-ins (the "C: the
+LiveCodeBench grader" section). C sends each test's return value (tagged exact values) or captured sys.stdout on the
+status pipe; the evaluator compares them with LiveCodeBench's rules, outside.
 
 The final record carries a nonce that P reads from NONCE_FD only after every child has exited, so the nonce is
 never in the memory of a process that ran candidate code.
@@ -156,7 +161,12 @@ class ChildRun:
         job = self.job
         start = time.monotonic()
         case_deadline = start + job["case_timeout_s"]
-        capture_stdout = job["style"] == "stdin"
+        lcb = job.get("grader") == LCB
+        # grader=livecodebench: what the program prints reaches the tests through sys.stdout (C sends it); fd 1 and
+        # fd 2 are LiveCodeBench's terminal, drained and dropped without a volume limit (its runs have none).
+        capture_stdout = job["style"] == "stdin" and not lcb
+        # ... and every test's output or value may use the whole output limit on the status pipe.
+        status_cap = MAX_STATUS_BYTES + (job["output_limit_bytes"] * len(job["cases"]) if lcb else 0)
         out, out_bytes, err_tail, err_bytes, st_buf, st_bytes = [], 0, b"", 0, b"", 0
         killed_for = None
         sel = selectors.DefaultSelector()
@@ -190,17 +200,17 @@ class ChildRun:
                     out_bytes += len(data)
                     if capture_stdout:
                         out.append(data)
-                    if out_bytes > job["output_limit_bytes"]:
+                    if out_bytes > job["output_limit_bytes"] and not lcb:
                         killed_for = "output-limit"
                 elif fd == err_r:
                     err_bytes += len(data)
                     err_tail = (err_tail + data)[-STDERR_TAIL:]
-                    if err_bytes > job["stderr_limit_bytes"]:
+                    if err_bytes > job["stderr_limit_bytes"] and not lcb:
                         killed_for = "output-limit"
                 else:
                     st_bytes += len(data)
                     st_buf += data
-                    if st_bytes > MAX_STATUS_BYTES:
+                    if st_bytes > status_cap:
                         killed_for = "output-limit"
                     st_buf, restart = self._forward(st_buf)
                     if restart:
@@ -214,7 +224,7 @@ class ChildRun:
         # Kill C's descendants first (they may hold the pipes open and keep writing), then drain what is buffered,
         # never blocking and never reading more than a bounded amount.
         _cleanup_descendants(job, pid)
-        budget = job["output_limit_bytes"] + job["stderr_limit_bytes"] + MAX_STATUS_BYTES
+        budget = job["output_limit_bytes"] + job["stderr_limit_bytes"] + status_cap
         for fd in (out_r, err_r, st_r):
             while budget > 0:
                 try:
@@ -229,7 +239,7 @@ class ChildRun:
                     out_bytes += len(data)
                 elif fd == err_r:
                     err_tail = (err_tail + data)[-STDERR_TAIL:]
-                elif fd == st_r and st_bytes <= MAX_STATUS_BYTES:
+                elif fd == st_r and st_bytes <= status_cap:
                     st_bytes += len(data)
                     st_buf, _ = self._forward(st_buf + data)
         sel.close()
@@ -486,10 +496,14 @@ def _remember_source(filename, source):
 def _load_program(job, status, name):
     import builtins
 
-    namespace = {"__name__": name, "__builtins__": builtins}
-    _remember_source("<program>", job["program"])
+    return _exec_program(job["program"], status, {"__name__": name, "__builtins__": builtins})
+
+
+def _exec_program(source, status, namespace):
+    """Compile and run `source` in `namespace`; any failure is reported on `status` and ends this process."""
+    _remember_source("<program>", source)
     try:
-        code = compile(job["program"], "<program>", "exec")
+        code = compile(source, "<program>", "exec")
     except MemoryError:
         status.send(ev="memory", phase="compile")
         _finish(1)
@@ -627,11 +641,13 @@ class _Handle:
         return f"<program object #{self.ref}>"
 
 
-def _encode(value, handles=None, depth=0):
+def encode_value(value, handles=None, depth=0, numbers=False):
     """A builtin value as JSON-able data; lists are tags, so the decoder knows every type exactly.
 
     In C, `handles` (a list) receives the objects that are not builtin values; subclasses of builtin types are read
     through the base type's own methods, so an overridden __eq__/__iter__/__index__ never decides what is sent.
+    numbers=True (the LiveCodeBench grader) also sends the number types LiveCodeBench compares by value: numpy
+    scalars as their `.item()`, `fractions.Fraction` and `decimal.Decimal` exactly (tags "fraction", "decimal").
     """
     if depth > MAX_DEPTH:
         raise ValueError("the value is nested too deeply")
@@ -650,30 +666,54 @@ def _encode(value, handles=None, depth=0):
     if isinstance(value, str):
         return str.__str__(value)
     if isinstance(value, tuple):
-        return ["tuple", [_encode(v, handles, d) for v in tuple.__iter__(value)]]
+        return ["tuple", [encode_value(v, handles, d, numbers) for v in tuple.__iter__(value)]]
     if isinstance(value, list):
-        return ["list", [_encode(v, handles, d) for v in list.__iter__(value)]]
+        return ["list", [encode_value(v, handles, d, numbers) for v in list.__iter__(value)]]
     if isinstance(value, dict):
-        return ["dict", [[_encode(k, handles, d), _encode(v, handles, d)] for k, v in dict.items(value)]]
+        return ["dict", [[encode_value(k, handles, d, numbers), encode_value(v, handles, d, numbers)]
+                         for k, v in dict.items(value)]]
     if isinstance(value, frozenset):
-        return ["frozenset", [_encode(v, handles, d) for v in frozenset.__iter__(value)]]
+        return ["frozenset", [encode_value(v, handles, d, numbers) for v in frozenset.__iter__(value)]]
     if isinstance(value, set):
-        return ["set", [_encode(v, handles, d) for v in set.__iter__(value)]]
+        return ["set", [encode_value(v, handles, d, numbers) for v in set.__iter__(value)]]
     if isinstance(value, (bytes, bytearray)):
         return ["bytearray" if isinstance(value, bytearray) else "bytes", bytes.hex(bytes(value))]
     if isinstance(value, complex):
         return ["complex", [complex.real.__get__(value), complex.imag.__get__(value)]]
+    if numbers:
+        number = _number_value(value, d)
+        if number is not None:
+            return number
     if handles is None:
         raise TypeError(f"a value of type {t.__name__} cannot be sent between the tests and the program")
     handles.append(value)
     return ["handle", len(handles) - 1]
 
 
+def _number_value(value, depth):
+    """numbers=True: the encoding of a numpy scalar, Fraction or Decimal, else None (modules the program loaded)."""
+    np = sys.modules.get("numpy")
+    generic = getattr(np, "generic", None) if np is not None else None
+    if isinstance(generic, type) and isinstance(value, generic):
+        plain = value.item()
+        return None if isinstance(plain, generic) else encode_value(plain, None, depth, True)
+    fractions = sys.modules.get("fractions")
+    fraction = getattr(fractions, "Fraction", None) if fractions is not None else None
+    if isinstance(fraction, type) and isinstance(value, fraction):
+        return ["fraction", [int.__index__(value.numerator), int.__index__(value.denominator)]]
+    decimal = sys.modules.get("decimal")
+    dec = getattr(decimal, "Decimal", None) if decimal is not None else None
+    if isinstance(dec, type) and isinstance(value, dec):
+        return ["decimal", str.__str__(dec.__str__(value))]
+    return None
+
+
 _CONTAINERS = {"tuple": tuple, "list": list, "set": set, "frozenset": frozenset}
 
 
-def _decode(data, handles=None, depth=0):
-    """The inverse of `_encode`: values of exact builtin types (or `_Handle`s in T, program objects in C)."""
+def decode_value(data, handles=None, depth=0, numbers=False):
+    """The inverse of `encode_value`: values of exact builtin types (or `_Handle`s in T, program objects in C);
+    numbers=True also accepts the "fraction" and "decimal" tags (only the evaluator, outside the sandbox, asks)."""
     if depth > MAX_DEPTH:
         raise ValueError("the value is nested too deeply")
     t = type(data)
@@ -684,9 +724,9 @@ def _decode(data, handles=None, depth=0):
     tag, body = data
     d = depth + 1
     if tag in _CONTAINERS and type(body) is list:
-        return _CONTAINERS[tag](_decode(v, handles, d) for v in body)
+        return _CONTAINERS[tag](decode_value(v, handles, d, numbers) for v in body)
     if tag == "dict" and type(body) is list:
-        return {_decode(k, handles, d): _decode(v, handles, d) for k, v in body}
+        return {decode_value(k, handles, d, numbers): decode_value(v, handles, d, numbers) for k, v in body}
     if tag in ("bytes", "bytearray") and type(body) is str:
         return (bytes if tag == "bytes" else bytearray).fromhex(body)
     if tag == "complex" and type(body) is list and len(body) == 2:
@@ -695,6 +735,19 @@ def _decode(data, handles=None, depth=0):
         if handles is None:
             return _Handle(body)
         return handles[body]
+    if numbers and tag == "fraction" and type(body) is list and len(body) == 2 and all(type(x) is int for x in body):
+        import fractions
+
+        if body[1] == 0:
+            raise ValueError("a fraction with denominator 0")
+        return fractions.Fraction(body[0], body[1])
+    if numbers and tag == "decimal" and type(body) is str:
+        import decimal
+
+        try:
+            return decimal.Decimal(body)
+        except (decimal.InvalidOperation, ValueError):
+            raise ValueError("a malformed decimal") from None
     raise ValueError(f"malformed value tagged {tag!r}")
 
 
@@ -728,7 +781,8 @@ class _Connection:
 
     def call(self, name, args, kwargs):
         try:
-            request = json.dumps({"fn": name, "args": _encode(list(args)), "kwargs": _encode(dict(kwargs))})
+            request = json.dumps({"fn": name, "args": encode_value(list(args)),
+                                  "kwargs": encode_value(dict(kwargs))})
         except (TypeError, ValueError) as exc:
             raise _TestsError(f"the tests pass an argument that cannot be sent to the program ({exc})") from None
         data = (request + "\n").encode("utf-8")
@@ -741,7 +795,7 @@ class _Connection:
         msg = self._read()
         if "ok" in msg:
             try:
-                return _decode(msg["ok"])
+                return decode_value(msg["ok"])
             except (ValueError, TypeError, RecursionError) as exc:
                 raise _Tampered(f"malformed return value on the program's reply pipe ({exc})") from None
         if "raise" in msg:
@@ -878,10 +932,10 @@ def _program_server(job):
         request = json.loads(line.decode("utf-8"))
         fn = namespace.get(request["fn"])
         try:
-            args = _decode(request["args"], handles)
-            kwargs = _decode(request["kwargs"], handles)
+            args = decode_value(request["args"], handles)
+            kwargs = decode_value(request["kwargs"], handles)
             value = fn(*args, **kwargs)
-            encoded = _encode(value, handles)
+            encoded = encode_value(value, handles)
         except MemoryError:
             reply.send(status={"ev": "memory", "phase": "call"})
             _finish(1)
@@ -995,6 +1049,324 @@ def child_stdin(job, case, status):
     _finish(code)
 
 
+# ------------------------------------------------------------------ C: the LiveCodeBench grader
+# LiveCodeBench's own scorer, `run_test` in lcb_runner/evaluation/testing_util.py (the lines cited here), runs every
+# program after a fixed prelude, all of a problem's tests in one process, with its own stand-ins for stdin and
+# stdout. Its verdicts depend on those details (a starter code's bare `List`, `from sys import stdin` bound before
+# the stand-in exists, `quit` removed, `exit(1)` after a correct answer), so the grader="livecodebench" children below
+# re-create them inside C; none of LiveCodeBench's code is copied. What LiveCodeBench does that would let a program
+# fake a pass (its timeout is an exception the program can catch, the expected value's __eq__ is the program's, the
+# expected outputs are parsed with the program's json.loads) is left out: docs/SANDBOX.md lists each difference.
+LCB = "livecodebench"
+# import_string (testing_util.py:27): these star imports in this order, the same modules but builtins and typing as
+# plain imports, then the recursion limit.
+LCB_STAR_IMPORTS = ("string", "re", "datetime", "collections", "heapq", "bisect", "copy", "math", "random",
+                    "statistics", "itertools", "functools", "operator", "io", "sys", "json", "builtins", "typing")
+LCB_PRELUDE = ("".join(f"from {m} import *\n" for m in LCB_STAR_IMPORTS)
+               + "".join(f"import {m}\n" for m in LCB_STAR_IMPORTS if m not in ("builtins", "typing"))
+               + "sys.setrecursionlimit(50000)\n")
+LCB_INT_DIGITS = 50000  # compute_code_generation_metrics.py:7, inherited by the process run_test forks
+# reliability_guard (testing_util.py:509-592): what it sets to None before a program runs, and the modules it blocks.
+LCB_GUARD = (("os", ("kill", "system", "putenv", "remove", "removedirs", "rmdir", "fchdir", "setuid", "fork",
+                     "forkpty", "killpg", "rename", "renames", "truncate", "replace", "unlink", "fchmod", "fchown",
+                     "chmod", "chown", "chroot", "lchflags", "lchmod", "lchown", "getcwd", "chdir")),
+             ("shutil", ("rmtree", "move", "chown")), ("subprocess", ("Popen",)))
+LCB_BLOCKED_MODULES = ("ipdb", "joblib", "resource", "psutil", "tkinter")
+# Loaded in LiveCodeBench's process before reliability_guard runs (testing_util.py:13, the multiprocessing of
+# compute_code_generation_metrics.py:11-13), whose import the guard would break (numpy sets os.environ). Imported
+# here before the guard when the program's text names them: loading numpy for every program would cost ~50 ms.
+LCB_PRELOADED = ("numpy", "multiprocessing", "concurrent.futures")
+_DUMPS, _LOADS = json.dumps, json.loads  # the harness's own, whatever the program does to the json module
+
+
+def _lcb_environment(program):
+    """The interpreter LiveCodeBench runs a program in (this one starts with -I -S): site's exit() and site-packages
+    (numpy, where the system has it; `LCB_PRELOADED`), the 50000-digit int limit, and reliability_guard's removals
+    (testing_util.py:540-592: a program calling quit() or os.getcwd() fails there, so it fails here)."""
+    import builtins
+    import importlib
+    import site
+
+    site.setquit()
+    for path in site.getsitepackages():
+        if os.path.isdir(path) and path not in sys.path:
+            sys.path.append(path)
+    for name in LCB_PRELOADED:
+        if name.split(".")[0] in program:
+            try:
+                importlib.import_module(name)
+            except Exception:  # not installed: the program's own import fails as it would without it
+                pass
+    sys.set_int_max_str_digits(LCB_INT_DIGITS)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    builtins.quit = None
+    builtins.help = None
+    for module, names in LCB_GUARD:
+        mod = importlib.import_module(module)
+        for name in names:
+            setattr(mod, name, None)
+    for name in LCB_BLOCKED_MODULES:
+        sys.modules[name] = None
+
+
+def _lcb_load(source, status):
+    """The program's module as compile_code makes it (testing_util.py:192-211): a fresh module named tmp_sol, so an
+    `if __name__ == "__main__":` block it still has does not run. Its loading has its own time limit (the "start")."""
+    import types
+
+    module = types.ModuleType("tmp_sol", "")
+    status.send(ev="start", phase="load")
+    _exec_program(source, status, module.__dict__)
+    return module
+
+
+def _report_failure(exc, status, i, phase="call"):
+    """A test that ended in an exception: MemoryError, sys.exit or any other error; ends this process."""
+    if isinstance(exc, MemoryError):
+        status.send(ev="memory", phase=phase, i=i)
+    elif isinstance(exc, SystemExit):
+        status.send(ev="exit-requested", phase=phase, i=i, code=str(exc.code)[:100])
+    else:
+        msg = _describe(exc, phase)
+        if i is not None:
+            msg["i"] = i
+        status.send(**msg)
+    _finish(1)
+
+
+def child_lcb_functional(job, _case, status):
+    """grade_call_based (testing_util.py:229-307): the prelude, then the program, in one module; one Solution()
+    instance for every test when the text "class Solution" occurs in the code; each test's input lines are JSON
+    arguments. Each return value leaves as exact builtin values (`encode_value`, numbers=True) and is compared
+    outside (compare.lcb_value_matches); the expected values never enter the sandbox."""
+    inputs = []
+    for i, case in enumerate(job["cases"]):  # parsed before any program code runs, with the harness's json.loads
+        try:
+            inputs.append([_LOADS(line) for line in case.split("\n")])
+        except ValueError as exc:  # a blank or malformed line: LiveCodeBench fails every program (line 245)
+            status.send(ev="bad-case", i=i, message=str(exc)[:200])
+            _finish(1)
+    _lcb_environment(job["program"])
+    source = LCB_PRELUDE + "\n\n" + job["program"]
+    module = _lcb_load(source, status)
+    target = module
+    if "class Solution" in source:
+        try:
+            target = module.Solution()
+        except BaseException as exc:
+            _report_failure(exc, status, None, "program")
+    entry = job["entry_point"]
+    try:
+        method = getattr(target, entry)
+    except BaseException:
+        status.send(ev="error", phase="program", type="NameError", where="",
+                    message=f"the program's {'Solution()' if target is not module else 'module'} has no {entry!r}")
+        _finish(1)
+    limit = job["output_limit_bytes"]
+    for i, args in enumerate(inputs):
+        status.send(ev="start", i=i)
+        try:
+            value = method(*args)
+        except BaseException as exc:
+            _report_failure(exc, status, i)
+        try:
+            encoded = _DUMPS(encode_value(value, numbers=True))
+        except (TypeError, ValueError, RecursionError) as exc:
+            status.send(ev="not-a-value", i=i, type=type(value).__name__[:80], message=str(exc)[:200])
+            _finish(1)
+        if len(encoded) > limit:
+            status.send(ev="value-too-large", i=i, bytes=len(encoded))
+            _finish(1)
+        status.send(ev="value", i=i, value=encoded)
+    status.completed()
+    _finish(0)
+
+
+def lcb_stdin_module(program):
+    """The module source LiveCodeBench runs for a stdin program, or None where its AST round trip fails (there
+    `wrapped_function` is then missing and every test fails).
+
+    clean_if_name (testing_util.py:106-119): a last top-level `if __name__ == '__main__':` is replaced by its body
+    (any other such block stays, and never runs: the module is tmp_sol). make_function (lines 122-151): top-level
+    imports stay at module level after the prelude; every other top-level statement becomes the body of
+    `wrapped_function()`, called once per test, so top-level names are that function's locals (a `global` statement
+    in a nested function finds no such global) and a top-level `return` is legal.
+    """
+    import ast
+
+    try:
+        tree = ast.parse(program)
+        last = tree.body[-1]
+        if isinstance(last, ast.If) and ast.unparse(last.test).strip() == "__name__ == '__main__'":
+            program = ast.unparse(tree.body[:-1]) + "\n" + ast.unparse(last.body)
+    except Exception:
+        pass
+    try:
+        hoisted, body = [], []
+        for stmt in ast.parse(program).body:
+            (hoisted if isinstance(stmt, (ast.Import, ast.ImportFrom)) else body).append(stmt)
+        no_args = ast.arguments(posonlyargs=[], args=[], kwonlyargs=[], kw_defaults=[], defaults=[])
+        wrapper = ast.FunctionDef(name="wrapped_function", args=no_args, body=body, decorator_list=[], lineno=-1)
+        return "\n".join((LCB_PRELUDE, ast.unparse(hoisted), ast.unparse(wrapper)))
+    except Exception:
+        return None
+
+
+def child_lcb_stdin(job, _case, status):
+    """grade_stdio (testing_util.py:310-425): every test in this one process, in order; `wrapped_function()` runs
+    with the stand-ins of `_LcbTestIO` and what it printed to sys.stdout is sent out (compared outside by
+    compare.lcb_stdout_matches; the expected outputs never enter the sandbox)."""
+    source = lcb_stdin_module(job["program"])
+    _lcb_environment(job["program"])
+    if source is None:  # a syntax error, reported as compiling the program reports it, or an AST LCB cannot unparse
+        _remember_source("<program>", job["program"])
+        try:
+            compile(job["program"], "<program>", "exec")
+            exc = SyntaxError("LiveCodeBench's AST rewrite of the program failed (clean_if_name/make_function)")
+        except BaseException as error:
+            exc = error
+        status.send(**_describe(exc, "compile"))
+        _finish(1)
+    main = _lcb_load(source, status).wrapped_function
+    limit = job["output_limit_bytes"]
+    for i, text in enumerate(job["cases"]):
+        status.send(ev="start", i=i)
+        io_ = _LcbTestIO(text)
+        try:
+            with io_:
+                try:
+                    main()
+                except SystemExit:  # call_method (testing_util.py:174-177): the exit code is never looked at
+                    pass
+        except BaseException as exc:
+            _report_failure(exc, status, i)
+        out = io_.output
+        size = len(out.encode("utf-8", "replace"))
+        if size > limit:
+            status.send(ev="value-too-large", i=i, bytes=size)
+            _finish(1)
+        status.send(ev="stdout", i=i, text=out)
+    status.completed()
+    _finish(0)
+
+
+class _LcbTestIO:
+    """One stdin test's stand-ins, set and undone as LiveCodeBench's are.
+
+    Capturing (testing_util.py:59-70) replaces sys.stdout by a StringIO whose close() needs an argument. call_method
+    (lines 154-181) stacks unittest.mock patches, which mock enters bottom first: read, readlines and readline of the
+    stdin object in place at that moment (the real one, an empty stream here as there: `from sys import stdin`, bound
+    by the prelude or the program, sees these three and nothing else), then sys.stdin itself (`_LcbStdin`), then
+    builtins.open (mock_open; the program's bare `open` is the real one the prelude's `from io import *` bound).
+    Hand-written rather than unittest.mock: importing it costs ~50 ms a sample; it is imported only for mock_open,
+    when a program calls builtins.open.
+    """
+
+    def __init__(self, text):
+        self.text = text
+        self.output = ""
+        self._undo = []
+
+    def __enter__(self):
+        import builtins
+        import io
+
+        text = self.text
+        self._stdout = sys.stdout
+        self._captured = io.StringIO()
+        self._captured.close = lambda _unused: 1
+        sys.stdout = self._captured
+        lines = iter(text.split("\n"))
+        try:
+            real = sys.stdin
+            self._set(real, "read", lambda *a: text)
+            self._set(real, "readlines", lambda *a: text.split("\n"))
+            self._set(real, "readline", lambda *a: next(lines))
+            self._set(sys, "stdin", _LcbStdin(text))
+            self._set(builtins, "open", _lcb_mock_open(text))
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _set(self, obj, name, value):
+        getattr(obj, name)  # mock.patch needs the attribute to exist (AttributeError otherwise)
+        try:
+            before = vars(obj).get(name, _MISSING)
+        except TypeError:
+            before = _MISSING
+        setattr(obj, name, value)
+        self._undo.append((obj, name, before))
+
+    def __exit__(self, *exc):
+        while self._undo:
+            obj, name, before = self._undo.pop()
+            try:
+                if before is _MISSING:
+                    delattr(obj, name)
+                else:
+                    setattr(obj, name, before)
+            except Exception:
+                pass
+        self.output = self._captured.getvalue()
+        sys.stdout = self._stdout
+        return False
+
+
+class _LcbStdin:
+    """sys.stdin during a test (MockStdinWithBuffer, testing_util.py:74-91): read() returns the whole input at every
+    call, readline() consumes it line by line, readlines() is input.split("\\n"); anything else is a StringIO's (so
+    `for line in sys.stdin` raises TypeError: no __iter__)."""
+
+    def __init__(self, text):
+        import io
+
+        self._stream = io.StringIO(text)
+        self._text = text
+        self.buffer = _LcbStdinBuffer(text.encode("utf-8"))
+
+    def read(self, *args):
+        return self._text
+
+    def readline(self, *args):
+        return self._stream.readline(*args)
+
+    def readlines(self, *args):
+        return self._text.split("\n")
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__["_stream"], name)
+
+
+class _LcbStdinBuffer:
+    """sys.stdin.buffer during a test (MockBuffer, testing_util.py:94-103): read() is the whole input as bytes,
+    readline() its first line at every call; nothing else."""
+
+    def __init__(self, data):
+        self._data = data
+
+    def read(self, *args):
+        return self._data
+
+    def readline(self, *args):
+        return self._data.split(b"\n")[0] + b"\n"
+
+
+def _lcb_mock_open(text):
+    """builtins.open during a test: unittest.mock.mock_open(read_data=<the input>) (testing_util.py:167), made on
+    first use."""
+    made = []
+
+    def mocked_open(*args, **kwargs):
+        if not made:
+            from unittest import mock
+
+            made.append(mock.mock_open(read_data=text))
+        return made[0](*args, **kwargs)
+
+    return mocked_open
+
+
 # --------------------------------------------------------------------------------------------- P: main
 def main(argv):
     job_fd, nonce_fd, result_fd = (int(x) for x in argv[1:4])
@@ -1015,7 +1387,10 @@ def main(argv):
     deadline = time.monotonic() + job["total_timeout_s"]
     style = job["style"]
     try:
-        if style in ("humaneval", "assert"):
+        if job.get("grader") == LCB and style in ("functional", "stdin"):
+            target = child_lcb_functional if style == "functional" else child_lcb_stdin
+            ChildRun(job, reporter, 0, deadline).run(target, cpu_seconds=job["total_timeout_s"] + 1)
+        elif style in ("humaneval", "assert"):
             ChildRun(job, reporter, 0, deadline).run(child_tests, cpu_seconds=job["case_timeout_s"] + 1)
         elif style == "functional":
             cpu = min(job["total_timeout_s"], job["case_timeout_s"] * max(1, len(job["cases"]))) + 1

@@ -9,8 +9,9 @@ sample actually ran under. docs/SANDBOX.md has the table of what each mode guara
   size-capped tmpfs on /dev/shm (none when its size is 0), a size-capped tmpfs as the only other writable dir (/tmp),
   a read-only root and uid/gid 65534 inside. When the evaluator runs as root it first drops to uid/gid 65534
   *outside* too, so bwrap runs unprivileged (RLIMIT_NPROC is enforced; a root-mapped user namespace is exempt).
-  No /proc, no /etc, no network, no home directory is visible. Without a working bwrap, evaluation stops before any
-  sample runs with one paragraph naming the fix (`scripts/bootstrap.sh`) and the opt-in.
+  No /proc, no /etc but /etc/alternatives (read-only symlinks into /usr), no network, no home directory is
+  visible. Without a working bwrap, evaluation stops before any sample runs with one paragraph naming the fix
+  (`scripts/bootstrap.sh`) and the opt-in.
 - ``rlimits-only`` (only when asked for by name; rows say ``fallback-rlimits``): a plain subprocess in a new
   session, uid/gid 65534 when we are root, rlimits set by the harness, a private temporary work dir. It has no
   filesystem, network or pid isolation.
@@ -165,6 +166,9 @@ def popen_identity(iso: Isolation) -> dict:
     return {"user": iso.uid, "group": iso.gid, "extra_groups": []}
 
 
+ALTERNATIVES_DIR = "/etc/alternatives"
+
+
 def bwrap_argv(iso: Isolation, tmpfs_bytes: int, inner: list[str], shm_bytes: int = 0) -> list[str]:
     """The bwrap command line; /dev holds only bwrap's minimal device nodes and is read-only, /dev/shm is a tmpfs
     of `shm_bytes` (none when 0), /tmp a tmpfs of `tmpfs_bytes`: a sample cannot fill host memory through files."""
@@ -176,6 +180,9 @@ def bwrap_argv(iso: Isolation, tmpfs_bytes: int, inner: list[str], shm_bytes: in
             argv += ["--symlink", os.readlink(p), d]
         elif p.is_dir():
             argv += ["--ro-bind", d, d]
+    # Debian resolves some shared libraries in /usr through /etc/alternatives symlinks (numpy's libblas.so.3):
+    # that folder of symlinks, read-only, is all of /etc the sandbox sees.
+    argv += ["--ro-bind-try", ALTERNATIVES_DIR, ALTERNATIVES_DIR]
     argv += ["--dev", "/dev"]
     if shm_bytes > 0:
         argv += ["--size", str(int(shm_bytes)), "--perms", "1777", "--tmpfs", "/dev/shm"]

@@ -17,6 +17,11 @@ Outcomes and how each is detected (the harness protocol is described in `harness
 - ``sandbox-violation``: the program tampered with the harness: it replaced builtins or stdlib functions, returned a
   program-defined object that could fake equality, wrote garbage to the harness's status pipe, or the harness
   ended without its nonce-carrying final record (e.g. the program killed its parent).
+
+Graders of stdin/functional problems (`SandboxJob.grader`): ``native`` (each stdin test in a fresh process, stdout
+read from fd 1; `compare.stdout_matches` / `json_value_matches`) and ``livecodebench`` (LiveCodeBench's `run_test`:
+all tests in one process, its sys.stdout captured and sent on the status pipe, return values as exact tagged
+values; `compare.lcb_stdout_matches` / `lcb_value_matches`). The outcomes above mean the same under both.
 """
 from __future__ import annotations
 
@@ -24,10 +29,12 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any
 
-from .compare import json_value_matches, preview, stdout_matches
+from .compare import json_value_matches, lcb_stdout_matches, lcb_value_matches, lcb_value_text, preview, stdout_matches
 
 OUTCOMES = ("passed", "failed", "timeout", "memory", "crash", "sandbox-violation")
 NO_TESTS = "no-tests"  # not executed: the problem has no tests (counted, never part of pass@k)
+NATIVE, LIVECODEBENCH = "native", "livecodebench"
+GRADERS = (NATIVE, LIVECODEBENCH)  # how stdin/functional problems are scored (see above)
 
 
 @dataclass
@@ -60,6 +67,7 @@ class ProtocolDecoder:
     pgids: list = field(default_factory=list)  # process groups the harness created (host pids in fallback mode)
     cpu_s: float | None = None  # CPU seconds inside the sandbox (harness + children), from the final record
     program_exit: dict | None = None  # humaneval/assert: how the program's process ended while the tests waited
+    grader: str = NATIVE  # stdin/functional: native | livecodebench (GRADERS)
 
     # -------------------------------------------------------------------------------------------- feeding
     def feed(self, rec: dict[str, Any]) -> bool:
@@ -104,6 +112,8 @@ class ProtocolDecoder:
             pass
         elif ev == "value":
             self._functional_value(m)
+        elif ev == "stdout" and self.grader == LIVECODEBENCH and self.style == "stdin":
+            self._lcb_stdout(m)
         elif ev == "error" and m.get("phase") == "prompt":
             self._decide("crash", f"the problem's own prompt code failed: {_error_reason(m, at)}; fix the problem")
         elif ev == "error":
@@ -120,6 +130,10 @@ class ProtocolDecoder:
                                    "tests completed", i if isinstance(i, int) else None)
         elif ev == "unserializable":
             self._decide("failed", f"test {i}: the return value ({m.get('type')}) is not JSON-serialisable", i)
+        elif ev == "not-a-value":
+            self._decide("failed", f"test {i}: the return value ({preview(str(m.get('type')), 40)}) is not a plain "
+                                   "value (builtin types, numpy scalars, Fraction, Decimal): "
+                                   f"{preview(str(m.get('message', '')), 80)}", i if isinstance(i, int) else None)
         elif ev == "value-too-large":
             self._decide("failed", f"test {i}: the return value is {m.get('bytes')} bytes of JSON (over the output "
                                    "limit)", i)
@@ -136,11 +150,25 @@ class ProtocolDecoder:
             self._decide("sandbox-violation", f"unexpected return-value message for test {i}")
             return
         got = str(m.get("value", ""))
-        if json_value_matches(got, self.expected[i]):
+        lcb = self.grader == LIVECODEBENCH
+        if (lcb_value_matches if lcb else json_value_matches)(got, self.expected[i]):
             self.cases_ok.add(i)
         else:
+            shown = lcb_value_text(got) if lcb else got
             self._decide("failed", f"wrong answer on test {i}: expected {preview(self.expected[i], 60)}, got "
-                                   f"{preview(got, 60)}", i)
+                                   f"{preview(shown, 60)}", i)
+
+    def _lcb_stdout(self, m: dict[str, Any]) -> None:
+        i = m.get("i")
+        if not isinstance(i, int) or not 0 <= i < len(self.expected) or i in self.cases_ok:
+            self._decide("sandbox-violation", f"unexpected output message for test {i}")
+            return
+        got = str(m.get("text", ""))
+        if lcb_stdout_matches(got, self.expected[i]):
+            self.cases_ok.add(i)
+        else:
+            self._decide("failed", f"wrong answer on test {i}: expected {preview(self.expected[i], 60)!r}, got "
+                                   f"{preview(got, 60)!r}", i)
 
     def _exit(self, rec: dict[str, Any]) -> None:
         case = rec.get("case")
@@ -157,7 +185,7 @@ class ProtocolDecoder:
             self._signal(int(sig), stderr, at, case)
         elif "MemoryError" in stderr and code not in (0, None):
             self._decide("memory", f"MemoryError{at}: {preview(stderr.strip().splitlines()[-1], 120)}", case)
-        elif self.style == "stdin":
+        elif self.style == "stdin" and self.grader != LIVECODEBENCH:
             self._stdin_case(rec, case, code, stderr)
         elif not self.completed and self.program_exit is not None:
             self._program_exit(self.program_exit, stderr)
@@ -228,7 +256,7 @@ class ProtocolDecoder:
             return SampleOutcome("crash", "the problem has no test cases to run")
         if missing:
             return SampleOutcome("failed", f"test {missing[0]} produced no result", missing[0])
-        if self.style == "functional" and not self.completed:
+        if (self.style == "functional" or self.grader == LIVECODEBENCH) and not self.completed:
             return SampleOutcome("failed", "the program did not finish the test cases")
         return SampleOutcome("passed")
 

@@ -42,7 +42,7 @@ from typing import Any, Callable, Iterable
 from ...errors import SSDError
 from . import cgroups
 from . import isolation as iso_mod
-from .protocol import ProtocolDecoder, SampleOutcome
+from .protocol import LIVECODEBENCH, NATIVE, ProtocolDecoder, SampleOutcome
 
 HARNESS_PATH = Path(__file__).with_name("harness.py")
 
@@ -72,12 +72,17 @@ class SandboxConfig:
     gid: int = 65534
     startup_slack_s: float = 20.0  # added to the outer wall clock for sandbox start-up on a loaded machine
     start_retries: int = 6  # back-off 0.25, 0.5, 1, 2, 4, 4 s: outlasts a fork bomb being torn down
+    # stdin/functional problems: auto (livecodebench for problems of source livecodebench, else native) | native |
+    # livecodebench (LiveCodeBench's run_test semantics; protocol.py, docs/SANDBOX.md)
+    grader: str = "auto"
+    lcb_timeout_s: int = 6  # grader=livecodebench: seconds per test (lcb_runner's --timeout, default 6)
 
     @classmethod
     def from_eval(cls, ecfg: Any, **overrides: Any) -> "SandboxConfig":
-        """Build from an `EvalConfig` (workers, timeout_s, memory_mb, isolation) plus explicit overrides."""
+        """Build from an `EvalConfig` (workers, timeout_s, memory_mb, isolation, grader, lcb_timeout_s) + overrides."""
         base = {"workers": ecfg.workers, "timeout_s": ecfg.timeout_s, "memory_mb": ecfg.memory_mb,
-                "isolation": ecfg.isolation}
+                "isolation": ecfg.isolation, "grader": getattr(ecfg, "grader", "auto"),
+                "lcb_timeout_s": getattr(ecfg, "lcb_timeout_s", 6)}
         base.update(overrides)
         return cls(**base)
 
@@ -87,6 +92,15 @@ class SandboxConfig:
 
     def total_timeout(self, num_cases: int) -> float:
         return min(self.max_total_timeout_s, self.timeout_s * max(1, num_cases)) if num_cases > 1 else self.timeout_s
+
+    def time_limits(self, job: "SandboxJob") -> tuple[float, float]:
+        """(seconds per test, seconds for the whole sample) of a job. grader=livecodebench: LiveCodeBench's, its
+        per-test alarm and check_correctness's join timeout (timeout + 1) * tests + 5
+        (compute_code_generation_metrics.py:42-44), without our cap on the total."""
+        if job.grader == LIVECODEBENCH:
+            t = float(self.lcb_timeout_s)
+            return t, (t + 1) * max(1, len(job.cases)) + 5
+        return float(self.timeout_s), float(self.total_timeout(len(job.cases)))
 
 
 @dataclass
@@ -101,6 +115,7 @@ class SandboxJob:
     expected: list[str] = field(default_factory=list)  # compared outside the sandbox; never sent in
     use_solution_class: bool = False
     helper_code: str = ""  # humaneval: the prompt, run in the tests' process so its helpers (`poly`) are its own
+    grader: str = NATIVE  # stdin/functional: native | livecodebench (protocol.GRADERS; set by jobs.build_job)
 
 
 @dataclass
@@ -172,10 +187,11 @@ def run_job(job: SandboxJob, cfg: SandboxConfig, isolation: iso_mod.Isolation | 
 
 def _job_payload(job: SandboxJob, cfg: SandboxConfig, isolation: iso_mod.Isolation) -> dict[str, Any]:
     nproc = cfg.nproc if isolation.mode == iso_mod.BWRAP else cfg.nproc * max(1, cfg.workers) + 16
+    case_s, total_s = cfg.time_limits(job)
     return {
         "style": job.style, "program": job.program, "test_code": job.test_code, "entry_point": job.entry_point,
         "cases": job.cases, "use_solution_class": job.use_solution_class, "helper_code": job.helper_code, "isolation": isolation.mode,
-        "case_timeout_s": float(cfg.timeout_s), "total_timeout_s": float(cfg.total_timeout(len(job.cases))),
+        "grader": job.grader, "case_timeout_s": case_s, "total_timeout_s": total_s,
         "memory_bytes": int(cfg.memory_mb) << 20, "nproc": int(nproc), "fsize_bytes": int(cfg.fsize_mb) << 20,
         "nofile": int(cfg.nofile), "output_limit_bytes": int(cfg.output_limit_bytes),
         "stderr_limit_bytes": int(cfg.stderr_limit_bytes),
@@ -185,7 +201,7 @@ def _job_payload(job: SandboxJob, cfg: SandboxConfig, isolation: iso_mod.Isolati
 def _execute_once(job: SandboxJob, cfg: SandboxConfig, isolation: iso_mod.Isolation) -> Execution:
     payload = _job_payload(job, cfg, isolation)
     nonce = secrets.token_hex(16)
-    decoder = ProtocolDecoder(job.style, list(job.expected), nonce, cfg.timeout_s)
+    decoder = ProtocolDecoder(job.style, list(job.expected), nonce, payload["case_timeout_s"], grader=job.grader)
     job_file = tempfile.TemporaryFile()
     nonce_r, nonce_w = os.pipe()
     result_r, result_w = os.pipe()
