@@ -59,7 +59,10 @@ GPU = [
     "wandb",
     "matplotlib",
 ]
-DEV = ["pytest", "pytest-timeout", "hypothesis"]
+# `ssd serve` (megatron_ssd/serving): the router in front of vLLM's servers; vLLM brings them too, the router
+# never imports vLLM. The tests talk to it with the `openai` client.
+SERVE = ["starlette", "uvicorn", "httpx"]
+DEV = ["pytest", "pytest-timeout", "hypothesis", "openai"]
 
 setup(
     name="megatron-ssd",
@@ -80,7 +83,7 @@ setup(
         "rich",
         "datasketch",
     ],
-    extras_require={"cpu": CPU, "gpu": GPU, "dev": DEV},
+    extras_require={"cpu": CPU + SERVE, "gpu": GPU + SERVE, "serve": SERVE, "dev": DEV},
     entry_points={
         "console_scripts": [
             "ssd=megatron_ssd.launch.cli:main",

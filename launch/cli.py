@@ -8,6 +8,8 @@ resolved config stored in the run directory.
     ssd run -m sample.temperature=1.2,1.6   a Hydra multirun sweep (one run directory per point)
     ssd sweep-summary DIR               one table over a sweep's run directories (launch/sweep_summary.py)
     ssd select ...                      choose a decoding from a sweep (megatron_ssd/selection/cli.py)
+    ssd serve run_dir=DIR [mode=shadow]  base and SSD behind one OpenAI endpoint (launch/serve.py, docs/SERVING.md);
+                                        ssd serve-mode, ssd canary-replay, ssd canary-report: flip, replay, summarise
     ssd preflight experiment=... [--strict]   check a GPU node before sbatch: one table, exit 0/1 (launch/preflight.py)
     ssd -v run ...                      show everything libraries print live (default: <run>/logs/<stage>.log)
 
@@ -49,6 +51,10 @@ SUBCOMMANDS = {
     "sweep-summary": "megatron_ssd.launch.sweep_summary",
     "select": "megatron_ssd.selection.cli",
     "preflight": "megatron_ssd.launch.preflight",
+    "serve": "megatron_ssd.launch.serve",
+    "serve-mode": "megatron_ssd.launch.serve_mode",
+    "canary-replay": "megatron_ssd.launch.canary_replay",
+    "canary-report": "megatron_ssd.launch.canary_report",
 }
 VERBOSE_FLAGS = ("-v", "--verbose")
 

@@ -44,6 +44,8 @@ EXPORT_DIR = "export/hf"
 LATEST = "latest"
 LOGS_DIR = "logs"
 TRAINING_OVERRIDE = "diagnose/override.json"
+# `ssd serve` (megatron_ssd/serving): telemetry of every call, the router's events, its state and the canary report.
+SERVE_DIR = "serve"
 # The stage chain of each experiment arm (`config.schema.ARMS`), in run order: what `ssd run` executes and which
 # stage directories a finished run of that arm holds. The launcher runs it; the report costs each arm with it.
 CHAINS: dict[str, tuple[str, ...]] = {
@@ -219,6 +221,19 @@ def read_jsonl(path: str | os.PathLike, problems: list[str] | None = None) -> li
                 raise DataError(f"not a JSON object ({exc}).", path=str(path), line=number) from None
             problems.append(f"{path}: a malformed line was skipped.")
     return rows
+
+
+def append_jsonl(path: str | os.PathLike, row: dict[str, Any]) -> None:
+    """Append one JSON line with a single O_APPEND write, so concurrent appenders never interleave within a line
+    and a killed writer leaves at most one partial last line (which `read_jsonl` with `problems` skips)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = (json.dumps(row, default=str, separators=(",", ":")) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
 
 
 # ------------------------------------------------------------------------------------------- provenance
@@ -482,6 +497,42 @@ class RunDir:
     @property
     def report_dir(self) -> Path:
         return self.path / "report"
+
+    # -- serving (`ssd serve`, `ssd canary-report`; docs/SERVING.md)
+    @property
+    def serve_dir(self) -> Path:
+        return self.path / SERVE_DIR
+
+    @property
+    def telemetry_path(self) -> Path:
+        """One JSON line per call the promotion router answered (megatron_ssd/serving/telemetry.py)."""
+        return self.serve_dir / "telemetry.jsonl"
+
+    def telemetry(self, problems: list[str] | None = None) -> list[dict[str, Any]] | None:
+        return read_jsonl(self.telemetry_path, problems)
+
+    @property
+    def serve_events_path(self) -> Path:
+        """The router's start, mode changes, upstream exits and stop, one JSON line each."""
+        return self.serve_dir / "events.jsonl"
+
+    def serve_events(self, problems: list[str] | None = None) -> list[dict[str, Any]] | None:
+        return read_jsonl(self.serve_events_path, problems)
+
+    @property
+    def serve_state_path(self) -> Path:
+        """Where a running `ssd serve` says where it listens (removed when it stops)."""
+        return self.serve_dir / "state.json"
+
+    @property
+    def canary_report_path(self) -> Path:
+        return self.serve_dir / "canary_report.json"
+
+    def canary_report(self, problems: list[str] | None = None) -> dict[str, Any] | None:
+        return read_json(self.canary_report_path, problems)
+
+    def write_canary_report(self, report: dict[str, Any]) -> None:
+        atomic_write_json(self.canary_report_path, report)
 
     # -- models
     @property

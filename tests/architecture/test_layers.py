@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("config", "tracking"),
     ("rundir", "runlock", "shared_cache", "problems"),
     ("prompts", "prompting", "data", "models", "kernels"),
-    ("generation", "evaluation", "selection", "rounds"),
+    ("generation", "evaluation", "selection", "rounds", "serving"),
     ("training",),
     ("stages",),
     ("launch",),

@@ -6,41 +6,23 @@ evaluation; `ssd sweep-summary` reads the two points together; a rerun of one po
 table. Numbers at this size say nothing about SSD; the tests check the wiring and the artifacts.
 """
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from megatron_ssd.rundir import RunDir
+from embedded import TINY, ssd
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
-SSD = str(Path(sys.executable).parent / "ssd")
-TINY = ["data.max_train_prompts=4", "data.max_eval_problems=4", "sample.max_tokens=48", "eval.max_tokens=48",
-        "eval.n=2", "eval.k=[1,2]", "eval.temperature_sweep=[]", "train.seq_length=512", "train.train_iters=2",
-        "train.global_batch_size=2", "sample.enforce_eager=true",
-        "cluster.wandb_mode=offline"]
 STAGES = ("prompts", "diagnose", "sample", "pack", "train", "export", "evaluate", "report")
-
-
-def ssd(*args, cwd=None):
-    return subprocess.run([SSD, *args], capture_output=True, text=True, timeout=3000, cwd=cwd,
-                          env={**os.environ, "COLUMNS": "200", "WANDB_MODE": "offline"})
 
 
 def ssd_run(run_dir, *extra):
     return ssd("run", f"run_dir={run_dir}", *TINY, *extra)
 
 
-def test_two_point_sweep_summary_then_noop_rerun(tmp_path):
-    runs, hydra_dir = tmp_path / "tgrid", tmp_path / "multirun"
-    first = ssd("run", "-m", *TINY, "sample.temperature=1.1,1.5", f"runs_root={runs}", f"hydra.sweep.dir={hydra_dir}",
-                cwd=tmp_path)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-5000:]
+def test_two_point_sweep_summary_then_noop_rerun(embedded_sweep):
+    runs, hydra_dir, points, first = (embedded_sweep.runs, embedded_sweep.hydra_dir, embedded_sweep.points,
+                                      embedded_sweep.result)
     assert (hydra_dir / "multirun.yaml").is_file()  # Hydra's sweep record, outside the repository
-    points = {RunDir(d).config().sample.temperature: d for d in runs.iterdir() if (d / "manifest.json").is_file()}
-    assert sorted(points) == [1.1, 1.5]
     for t_train, point in points.items():
         for stage in STAGES:
             assert (point / stage / ".done").exists(), (point, stage)

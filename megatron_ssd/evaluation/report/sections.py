@@ -19,6 +19,7 @@ from . import plots
 from .arms import SWEEP, arm_labels
 from .formatting import delta_ci, estimate_with_ci, p_value, pp
 from .loading import RunData
+from .promotion import promotion_section, rollback_pointer
 from .rendering import Doc
 
 SMALL_RUN = 200  # fewer eval problems than this: CIs are wide, say so
@@ -44,6 +45,7 @@ def build(data: RunData, metrics: dict[str, Any]) -> Doc:
     _cost(doc, ledger, metrics)
     _pareto(doc, data, ledger, metrics)
     _verdict(doc, data, ledger, metrics)
+    promotion_section(doc, data, metrics)
     _passk(doc, data, metrics)
     _sweep(doc, data, metrics)
     _lengths(doc, data, metrics)
@@ -311,7 +313,7 @@ def _verdict(doc: Doc, data: RunData, ledger: dict[str, Any] | None, metrics: di
         doc.ul([f"weakness: {w}" for w in v.get("weaknesses", [])])
     rollback = (ledger or {}).get("rollback") or {"base_checkpoint": data.cfg("decision.rollback.base_checkpoint"),
                                                  "restore": data.cfg("decision.rollback.restore")}
-    doc.p(rollback_sentence(rollback, data.run_dir))
+    doc.p(rollback_sentence(rollback, data.run_dir) + " " + rollback_pointer(data.run_dir))
 
 
 def _passk(doc: Doc, data: RunData, metrics: dict[str, Any]) -> None:
