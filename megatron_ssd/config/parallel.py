@@ -113,8 +113,7 @@ class ParallelLayout:
                      "set parallel.virtual_pipeline=null to run without interleaving.")
         if self.sequence_parallel and tp == 1:
             e.append("parallel.sequence_parallel needs parallel.tensor > 1.")
-        if self.sequence_parallel and cuda is False:
-            e.append("parallel.sequence_parallel needs Transformer Engine/Apex kernels: GPU only.")
+        # Sequence parallelism runs on CPU ranks too: the local spec gets norms that accept it (models/cpu_sp_norm.py).
         if self.world % self.model_parallel:
             e.append(f"world size {self.world} (parallel.nproc_per_node x parallel.nnodes) is not divisible by "
                      f"parallel.tensor x parallel.pipeline x parallel.context = {self.model_parallel}.")

@@ -3,6 +3,7 @@
 One function per step so the trainer can take what it needs:
   `transformer_config(hf, parallel, dtype)`  the TransformerConfig (dense + MoE fields, CPU settings)
   `layer_spec(config)`                       TE spec with CUDA + Transformer Engine, else the local spec
+                                             (with the CPU context-parallel attention when CP > 1)
   `build_gpt_model(hf, parallel=..., ...)`   a GPTModel for this rank's pipeline stage
   `model_provider(hf, ...)`                  the `(pre_process, post_process, vp_stage) -> GPTModel` callable
 Megatron's parallel state must be initialised first (the trainer does it; `megatron_ssd.models.parallel`
@@ -138,12 +139,22 @@ def transformer_config(
 
 def layer_spec(config, use_te: bool | None = None, vp_stage: int | None = None):
     """Transformer Engine block spec when TE imports and CUDA is present, Megatron's local spec otherwise;
-    the layers of this rank's pipeline stage (and virtual stage `vp_stage`)."""
+    the layers of this rank's pipeline stage (and virtual stage `vp_stage`). The local spec under context
+    parallelism gets the CPU CP attention (`cpu_cp_attention`; Megatron's local attention has no CP)."""
     from megatron.core.models.gpt.gpt_layer_specs import get_gpt_decoder_block_spec
 
     use_te = te_available() if use_te is None else use_te
-    return get_gpt_decoder_block_spec(config, use_transformer_engine=use_te, normalization="RMSNorm",
+    spec = get_gpt_decoder_block_spec(config, use_transformer_engine=use_te, normalization="RMSNorm",
                                       vp_stage=vp_stage)
+    if not use_te and config.context_parallel_size > 1:
+        from .cpu_cp_attention import with_cpu_cp_attention  # why local: it imports megatron-core (seconds)
+
+        spec = with_cpu_cp_attention(spec)
+    if not use_te and config.sequence_parallel:
+        from .cpu_sp_norm import with_cpu_sp_norms  # why local: it imports megatron-core (seconds)
+
+        spec = with_cpu_sp_norms(spec)  # WrappedTorchNorm refuses SP; a norm is position-wise (cpu_sp_norm.py)
+    return spec
 
 
 def build_gpt_model(

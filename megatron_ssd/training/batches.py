@@ -21,13 +21,16 @@ compute the same function: RoPE scores depend only on the distance between query
 whether positions restart per document (THD) or run on across the bin (local path), as long as no score
 crosses a boundary - which is exactly what the mask guarantees.
 
-Context parallelism (attention under CP needs TE) splits every document into 2*CP chunks and gives CP rank r
-chunks r and 2*CP-1-r, so every rank holds an equal share of each document's causal attention work. That needs
-each document's length to be a multiple of 2*CP: `pad_segments` re-lays the micro-batch with padded segments
-(padding is loss-masked) and `cp_partition_index` selects this rank's positions - the index Transformer
-Engine's `thd_get_partitioned_indices` computes (Megatron's `get_thd_batch_on_this_cp_rank`), in plain torch so
-the partition is testable without TE. A CP rank can hold no loss token at all (a document's completion may fall
-entirely in another rank's chunks); the loss stays (sum, count) per rank, summed over ranks (`training.loss`).
+Context parallelism splits every document into 2*CP chunks and gives CP rank r chunks r and 2*CP-1-r, so every
+rank holds an equal share of each document's causal attention work. That needs each document's length to be a
+multiple of 2*CP: `pad_segments` re-lays the micro-batch with padded segments (padding is loss-masked) and
+`cp_partition_index` (models.context_parallel) selects this rank's positions - the index Transformer Engine's
+`thd_get_partitioned_indices` computes (Megatron's `get_thd_batch_on_this_cp_rank`), in plain torch so the
+partition is testable without TE. CP micro-batches are THD on both paths: on GPU TE's attention reads them, on
+CPU `models.cpu_cp_attention` (which the local layer spec gets under CP) reads the same `packed_seq_params` -
+the global `cu_seqlens(_padded)` from which it rebuilds every rank's positions and every position's document.
+A CP rank can hold no loss token at all (a document's completion may fall entirely in another rank's chunks);
+the loss stays (sum, count) per rank, summed over ranks (`training.loss`).
 """
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ import torch
 
 from ..data.packed import collate_packed
 from ..errors import ConfigError
+from ..models.context_parallel import cp_partition_index, segment_ids
 
 
 class BatchOrder:
@@ -99,9 +103,7 @@ class MicroBatch:
 
 def document_causal_mask(cu_seqlens: list[np.ndarray], seq_length: int) -> torch.Tensor:
     """[B, 1, S, S] bool, True where query i must NOT attend key j: j > i or j in another segment."""
-    seg = torch.stack([
-        torch.from_numpy(np.repeat(np.arange(len(cu) - 1), np.diff(cu)).astype(np.int64)) for cu in cu_seqlens
-    ])
+    seg = torch.stack([segment_ids(cu) for cu in cu_seqlens])
     if seg.shape[1] != seq_length:
         raise ValueError(f"cu_seqlens cover {seg.shape[1]} positions, expected {seq_length}")
     same_doc = seg[:, :, None] == seg[:, None, :]
@@ -142,33 +144,17 @@ def pad_segments(arrays: dict[str, np.ndarray], cu_seqlens: np.ndarray, multiple
     return out, cu_real.astype(np.int32), cu_padded.astype(np.int32)
 
 
-def cp_partition_index(cu_seqlens_padded: np.ndarray, cp_size: int, cp_rank: int) -> torch.Tensor:
-    """Positions of the THD sequence that context-parallel rank `cp_rank` holds, in order: for each padded
-    segment (length a multiple of 2*cp_size, split into 2*cp_size equal chunks) chunk `cp_rank`, then chunk
-    `2*cp_size - 1 - cp_rank`. Same result as Transformer Engine's `thd_get_partitioned_indices`."""
-    if not 0 <= cp_rank < cp_size:
-        raise ValueError(f"cp_rank={cp_rank} is outside [0, {cp_size})")
-    cu = np.asarray(cu_seqlens_padded, dtype=np.int64)
-    lengths = np.diff(cu)
-    if (lengths % (2 * cp_size)).any():
-        raise ValueError(f"padded segment lengths {lengths.tolist()} are not multiples of 2 x cp_size={2 * cp_size}")
-    parts = []
-    for start, length in zip(cu[:-1], lengths):
-        chunk = length // (2 * cp_size)
-        for k in (cp_rank, 2 * cp_size - 1 - cp_rank):
-            parts.append(np.arange(start + k * chunk, start + (k + 1) * chunk))
-    return torch.from_numpy(np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
-
-
 class MicroBatchBuilder:
-    """Turns bin indices into a `MicroBatch` for this rank (device, THD or mask, CP slice)."""
+    """Turns bin indices into a `MicroBatch` for this rank (device, THD or mask, CP slice).
+
+    `thd`: whether the attention takes packed sequences (TE's does); with `cp_size > 1` the micro-batch is THD
+    regardless (CP has no other layout; on CPU the CP attention of `models.cpu_cp_attention` reads it)."""
 
     def __init__(self, dataset, *, thd: bool, cp_size: int = 1, cp_rank: int = 0, sequence_parallel_size: int = 1,
                  fp8: bool = False, device: torch.device | str = "cpu"):
         import math
 
-        if cp_size > 1 and not thd:
-            raise ConfigError("parallel.context > 1 needs Transformer Engine attention (THD): GPU only.")
+        thd = thd or cp_size > 1
         self.dataset, self.thd, self.cp_size, self.cp_rank = dataset, thd, cp_size, cp_rank
         self.device = torch.device(device)
         self.seq_length = int(dataset.seq_length)

@@ -73,6 +73,8 @@ class Trainer:
         self.dataset = PackedDataset(paths.packed, expected_seq_length=t.seq_length)
         self.order = BatchOrder(len(self.dataset), t.global_batch_size, t.seed)
         device = torch.device("cuda", torch.cuda.current_device()) if on_gpu() else torch.device("cpu")
+        # THD with TE, and under CP in any case: without TE the model then gets the CPU CP attention
+        # (models.provider.layer_spec -> models.cpu_cp_attention), the reference path that runs CP on gloo.
         self.micro_batch = MicroBatchBuilder(
             self.dataset, thd=self.use_te, cp_size=d.context, cp_rank=d.cp_rank, fp8=bool(t.fp8),
             sequence_parallel_size=d.tensor if d.sequence_parallel else 1, device=device)
@@ -237,7 +239,7 @@ class Trainer:
         self.metrics.event(
             "resume" if self.resumed_from else "start", iteration=self.iteration,
             checkpoint=str(self.resumed_from or self.base_info.path), rng_restored=self.rng_restored,
-            parallel=d.as_dict(), thd=self.use_te, micro_batches=self.num_microbatches, params_rank0=n_params,
+            parallel=d.as_dict(), thd=self.micro_batch.thd, micro_batches=self.num_microbatches, params_rank0=n_params,
             peak_flops_per_device=peak, peak_flops_source=peak_source, bins=len(self.dataset),
         )
         start_iteration, start = self.iteration, time.perf_counter()

@@ -92,7 +92,7 @@ def test_layout_errors_name_the_keys():
     assert "parallel.pipeline=2 x parallel.virtual_pipeline=2 = 4 does not divide num_hidden_layers=2" in msg
     assert "parallel.expert=3 does not divide num_experts=4" in _layout_error(expert=3, nproc_per_node=3)
     assert "needs a mixture-of-experts model" in _layout_error(model="llama", expert=2, nproc_per_node=2)
-    assert "sequence_parallel needs Transformer Engine" in _layout_error(tensor=2, sequence_parallel=True, nproc_per_node=2)
+    assert "sequence_parallel needs parallel.tensor > 1" in _layout_error(sequence_parallel=True, nproc_per_node=2)
     msg = _layout_error(nproc_per_node=4, train=TrainConfig(global_batch_size=6, micro_batch_size=1))
     assert "train.global_batch_size=6 is not divisible by train.micro_batch_size=1 x data-parallel size 4" in msg
     # all problems at once

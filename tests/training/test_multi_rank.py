@@ -66,6 +66,8 @@ def assert_same_curve(got: list[dict], want: list[dict]) -> None:
 
 LAYOUTS = {
     "tp2": {"parallel.tensor": 2},
+    # CPU sequence parallelism (models/cpu_sp_norm.py): the norms' weight gradients summed over the TP ranks
+    "tp2_sp": {"parallel.tensor": 2, "parallel.sequence_parallel": True},
     "pp2": {"parallel.pipeline": 2},
     "dp2_distopt": {"parallel.distributed_optimizer": True},
 }
