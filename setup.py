@@ -71,7 +71,9 @@ setup(
     python_requires=">=3.10",
     packages=ROOT_PACKAGES + mapped_packages,
     package_dir=mapped_dirs,
-    package_data={package: ["*.yaml"] for package in mapped_packages if package.startswith("megatron_ssd.hydra_conf")},
+    package_data={**{package: ["*.yaml"] for package in mapped_packages if package.startswith("megatron_ssd.hydra_conf")},
+                  # the rehearsals' data fixtures (megatron_ssd/prompts/rehearsal_data.py)
+                  "megatron_ssd.prompts": ["rehearsal_fixtures/*.jsonl"]},
     include_package_data=True,
     install_requires=[
         "hydra-core>=1.3,<1.4",

@@ -36,6 +36,7 @@ from megatron_ssd.rounds import check_round2_gate
 from megatron_ssd.rundir import RunDir
 
 from .console import attach_to_terminal
+from . import rehearsal
 from .overrides import check_overrides, is_override
 from .results_table import final_panel, stopped_panel
 from .runner import chain_complete, gate_stop, outcome_table, run_chain, run_stage
@@ -77,11 +78,12 @@ def resolve_config(cfg: DictConfig, task_overrides: list[str]) -> SSDConfig:
     return composed
 
 
-def execute(cfg: SSDConfig) -> int:
+def execute(cfg: SSDConfig, rehearsal_changes: list | None = None) -> int:
     if cfg.round == 2:
         gate = check_round2_gate(cfg)
         console.print("[green]round-2 gate passed:[/] " + "; ".join(gate["reasons"]))
     run = RunDir.open(cfg)
+    rehearsal.record(run, cfg, rehearsal_changes or [])
     console.print(f"run directory: [bold]{run.path}[/]  (experiment {cfg.experiment}, arm {cfg.arm})")
     if cfg.stage == "run":
         outcomes = run_chain(cfg, run, console)
@@ -115,15 +117,19 @@ def secondary_sweep_task(mode: RunMode | None, env: Mapping[str, str]) -> bool:
     return mode == RunMode.MULTIRUN and int(env.get("SLURM_PROCID") or 0) > 0
 
 
-@hydra.main(version_base="1.3", config_path="pkg://megatron_ssd.hydra_conf", config_name="config")
-def hydra_main(cfg: DictConfig) -> None:
+def hydra_task(cfg: DictConfig) -> None:
     if secondary_sweep_task(HydraConfig.get().mode, os.environ):
         console.print(f"[dim]sweep point {HydraConfig.get().job.num}, Slurm task {os.environ['SLURM_PROCID']}: this "
                       "node serves the training step that task 0 starts; task 0 runs the stages.[/]")
         return
     try:
-        resolved = resolve_config(cfg, list(HydraConfig.get().overrides.task))
-        code = execute(resolved)
+        overrides = list(HydraConfig.get().overrides.task)
+        # rehearsal=true: the preset rewritten into its CPU rehearsal, its files written (launch/rehearsal.py)
+        changes = rehearsal.prepare(cfg, {_override_key(o) for o in overrides})
+        if changes:
+            console.print(f"[bold yellow]REHEARSAL[/] of {cfg.experiment.removesuffix('-rehearsal')}: "
+                          f"{len(changes)} values changed (manifest.json \"rehearsal\"); not a result.")
+        code = execute(resolve_config(cfg, overrides), changes)
     except SSDError as exc:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
@@ -132,6 +138,13 @@ def hydra_main(cfg: DictConfig) -> None:
         code = EXIT_USER_ERROR
     if code:
         sys.exit(code)
+
+
+# The task function stays a module attribute under its own name, so that submitit (`cluster=slurm` sweeps) pickles
+# it by reference; reachable only as the decorated `hydra_main`, cloudpickle would send it by value with this
+# module's console (a lock and the terminal's file) and the sweep would stop before submitting a point.
+hydra_main = hydra.main(version_base="1.3", config_path="pkg://megatron_ssd.hydra_conf",
+                        config_name="config")(hydra_task)
 
 
 def _add_overrides(argv: list[str], extra: list[str]) -> list[str]:

@@ -39,6 +39,9 @@ class SSDConfig:
     force_reason: str = ""
     # Show everything libraries print live instead of only in <run>/logs/<stage>.log (`ssd -v`).
     verbose: bool = False
+    # Rewrite the preset into its CPU rehearsal before validation: the same chain on a tiny random model of the
+    # preset's class, scaled layout, data fixtures (config/rehearsal.py); the changes go to the manifest and report.
+    rehearsal: bool = False
     # Round 2 only: the round-1 run directory (its SSD model, prompts and gate inputs).
     prev_run_dir: str | None = None
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -25,21 +25,20 @@ def assert_same_tensors(a_dir, b_dir):
         assert torch.equal(a[name], b[name]), name
 
 
-@pytest.mark.parametrize("arch", tiny.ARCHS)
-def test_roundtrip_and_logits_tp1(arch, hf_dirs, ref_logits, tmp_path):
-    src = hf_dirs[arch]
+def check_roundtrip(arch, src, ref, tmp_path, vocab=tiny.VOCAB):
+    """HF -> Megatron (TP=1) -> logits against transformers' `ref`, then Megatron -> HF bit-exact; the summary."""
     summary = hf_to_megatron(src, tmp_path / "ckpt")
-    assert summary["padded_vocab_size"] == 512 and summary["dtype"] == "float32"
+    assert summary["dtype"] == "float32"
     assert (tmp_path / "ckpt" / "latest").read_text().strip() == "iter_0000000"
     assert (tmp_path / "ckpt" / "latest_checkpointed_iteration.txt").read_text().strip() == "0"
 
     info = ckpt.checkpoint_info(tmp_path / "ckpt")
-    assert (info.padded_vocab_size, info.dtype, info.iteration) == (512, torch.float32, 0)
+    assert (info.padded_vocab_size, info.dtype, info.iteration) == (summary["padded_vocab_size"], torch.float32, 0)
     with megatron_world():
         model = build_gpt_model(src, padded_vocab_size=info.padded_vocab_size)
         ckpt.load_model_weights(model, tmp_path / "ckpt")
-        logits = tiny.megatron_logits(model, tiny.input_ids())
-    diff = (logits - ref_logits[arch]).abs().max().item()
+        logits = tiny.megatron_logits(model, tiny.input_ids(), vocab)
+    diff = (logits - ref).abs().max().item()
     print(f"{arch} TP=1 max|megatron - transformers| = {diff:.3g}")
     assert diff <= LOGITS_ATOL
 
@@ -48,6 +47,37 @@ def test_roundtrip_and_logits_tp1(arch, hf_dirs, ref_logits, tmp_path):
     for f in ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"):
         assert (tmp_path / "hf" / f).is_file(), f
     assert json.loads((tmp_path / "hf" / "config.json").read_text())["model_type"] == arch
+    return summary
+
+
+@pytest.mark.parametrize("arch", tiny.ARCHS)
+def test_roundtrip_and_logits_tp1(arch, hf_dirs, ref_logits, tmp_path):
+    assert check_roundtrip(arch, hf_dirs[arch], ref_logits[arch], tmp_path)["padded_vocab_size"] == 512
+
+
+@pytest.fixture(scope="module")
+def rehearsal_dirs(tmp_path_factory):
+    """The rehearsals' tiny models (`rehearsal=true`; models/tiny.py), one per class, as the launcher writes them."""
+    from megatron_ssd.models.tiny import write_rehearsal_model
+
+    root = tmp_path_factory.mktemp("rehearsal_models")
+    return {arch: write_rehearsal_model(arch, False, root / arch, max_position_embeddings=2048)
+            for arch in tiny.ARCHS}
+
+
+@pytest.mark.parametrize("arch", tiny.ARCHS)
+def test_rehearsal_classes_roundtrip_and_logits_tp1(arch, rehearsal_dirs, tmp_path):
+    """The rehearsal shapes (SmolLM2 vocabulary plus the family's tokens, head_dim 64 != hidden/heads for Qwen3,
+    8 experts top-2 with the family's router settings, llama3 RoPE scaling at 2048 positions) convert exactly too."""
+    from megatron_ssd.models.arch import describe
+
+    src = rehearsal_dirs[arch]
+    info = describe(src)
+    if arch == "qwen3_moe":
+        assert (info.num_experts, info.moe_top_k, info.moe_aux_loss_coeff) == (8, 2, 0.001)
+    if arch == "llama":
+        assert info.rope_llama3["factor"] == 8.0
+    check_roundtrip(arch, src, tiny.hf_logits(src, tiny.input_ids()), tmp_path, vocab=info.vocab_size)
 
 
 def test_cli_roundtrip_bf16(hf_dirs, tmp_path, capsys):

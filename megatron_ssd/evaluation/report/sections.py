@@ -20,6 +20,7 @@ from .arms import SWEEP, arm_labels
 from .formatting import delta_ci, estimate_with_ci, p_value, pp
 from .loading import RunData
 from .promotion import promotion_section, rollback_pointer
+from .rehearsal import rehearsal_section
 from .rendering import Doc
 
 SMALL_RUN = 200  # fewer eval problems than this: CIs are wide, say so
@@ -35,6 +36,7 @@ def run_arms(data: RunData) -> dict[str, str]:
 def build(data: RunData, metrics: dict[str, Any]) -> Doc:
     """Every section, in reading order; each number shown is also put into `metrics` (metrics.json, wandb)."""
     doc = Doc()
+    rehearsal_section(doc, data, metrics)  # first: a rehearsal is not a result
     _overview(doc, data)
     _mix(doc, data, metrics)
     _delta(doc, data, metrics, 1)

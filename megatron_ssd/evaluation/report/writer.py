@@ -8,6 +8,7 @@ from typing import Any
 from ...rundir import RunDir, atomic_write_bytes, atomic_write_json, atomic_write_text
 from ...tracking import RunSpec
 from .loading import load_run
+from .rehearsal import report_title
 from .sections import build, run_arms
 from .tracking import log_wandb
 
@@ -20,7 +21,7 @@ def render_report(run_dir: str | Path, out_dir: str | Path | None = None, *,
     out = Path(out_dir) if out_dir else RunDir(data.run_dir).report_dir
     metrics: dict[str, Any] = {}
     doc = build(data, metrics)
-    title = f"megatron-ssd report: {data.cfg('experiment', data.run_dir.name)}"
+    title = report_title(data, f"megatron-ssd report: {data.cfg('experiment', data.run_dir.name)}")
     for name, png in doc.images.items():
         atomic_write_bytes(out / "plots" / f"{name}.png", png)
     atomic_write_text(out / "report.md", f"# {title}\n\n" + doc.markdown())
