@@ -5,13 +5,13 @@
 
 The config is composed exactly as `ssd` composes it (same Hydra config module and overrides) and validated; the
 command comes from `megatron_ssd.training.launch.launch_argv`, the function the train stage runs, so the dry run
-shows the real command. Under Slurm (SLURM_JOB_NODELIST set and `scontrol` present) the rendezvous host and job id
-are the allocation's; elsewhere they are printed as the variables the train stage reads.
+shows the real command. Inside an allocation (SLURM_JOB_NODELIST set) the rendezvous host and job id are the
+allocation's, with or without Slurm's tools on this machine; elsewhere they are printed as the variables the train
+stage reads.
 """
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from megatron_ssd.config import register, validate
 from megatron_ssd.config.parallel import ParallelLayout
 from megatron_ssd.errors import SSDError
 from megatron_ssd.rundir import default_run_dir
-from megatron_ssd.training.launch import DEFAULT_PORT, format_command, launch_argv, slurm_head_node
+from megatron_ssd.training.launch import format_command, launch_argv, rendezvous_port, slurm_head_node
 from megatron_ssd.training.paths import TrainPaths
 
 EXIT_USER_ERROR = 2
@@ -36,9 +36,10 @@ def compose_config(overrides: list[str]):
 
 
 def rendezvous(env: dict[str, str]) -> tuple[str, str, str]:
-    """(host, job id, port): the allocation's when Slurm can answer, else the variables the train stage reads."""
-    port = env.get("MASTER_PORT", str(DEFAULT_PORT))
-    if (env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")) and shutil.which("scontrol"):
+    """(host, job id, port): the allocation's inside one (the node list expanded with or without Slurm's tools,
+    `launch.expand_nodelist`), else the variables the train stage reads."""
+    port = rendezvous_port(env)
+    if env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST"):
         return slurm_head_node(env), env.get("SLURM_JOB_ID", "ssd-train"), port
     return "$MASTER_ADDR", "$SLURM_JOB_ID", port
 

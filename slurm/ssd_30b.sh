@@ -8,7 +8,7 @@
 #SBATCH --requeue
 #SBATCH --signal=B:USR1@900
 #SBATCH --open-mode=append
-#SBATCH --output=logs/%x-%j.out
+#SBATCH --output=slurm/logs/%x-%j.out
 # Qwen3-30B-A3B-Instruct SSD at the paper's settings: EP=8 (TP2 x CP2 for attention, DP8) on 4 x 8 GPUs, 64K packed
 # sequences, global batch 32, 2,500 iterations (hydra_conf/experiment/ssd_qwen3_30b_a3b_instruct.yaml). Submit from
 # the repository root; extra args are Hydra overrides:
@@ -19,6 +19,7 @@
 export EXP=${EXP:-ssd_qwen3_30b_a3b_instruct}
 export SAMPLE_TP=${SAMPLE_TP:-2}
 export NODES=${NODES:-4}
+export SUBMIT_SCRIPT=slurm/ssd_30b.sh
 SLURM_SCRIPTS="$(dirname "${BASH_SOURCE[0]}")"
 [[ -f $SLURM_SCRIPTS/ssd_pipeline.sh ]] || SLURM_SCRIPTS="${SLURM_SUBMIT_DIR:-.}/slurm"  # sbatch runs a spool copy
 # shellcheck source=slurm/ssd_pipeline.sh

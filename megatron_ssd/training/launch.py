@@ -27,6 +27,10 @@ from ..runlock import die_with_parent
 
 ENTRY = "megatron_ssd.training.entry"
 DEFAULT_PORT = 29500
+# Inside an allocation without MASTER_PORT, the port is DEFAULT_PORT + job id % JOB_PORTS: two jobs whose head is
+# the same node (sweep points or array tasks on a shared partition) would otherwise both bind 29500, and the second
+# rendezvous fails. Every node of one job computes the same port from the same SLURM_JOB_ID.
+JOB_PORTS = 1000
 # torch's own default for the store's connect/read timeout; a shorter join timeout lowers it too, so a node that
 # cannot reach the head gives up no later than one that waits for the others.
 READ_TIMEOUT_S = 60
@@ -40,19 +44,50 @@ RENDEZVOUS_ERRORS = {
 }
 
 
+def expand_nodelist(nodelist: str) -> list[str]:
+    """The host names of a Slurm node list (`gpu[001-004,007],login1`), in order.
+
+    `scontrol show hostnames` is Slurm's own answer; where it is missing (a dry run on a laptop) or cannot answer
+    (no slurm.conf and no controller to fetch it from: "Could not establish a configuration source"), the list is
+    expanded by submitit's parser (submitit comes with hydra-submitit-launcher and parses the same variable for its
+    own jobs), which covers the syntax Slurm exports: comma-separated names, bracketed ranges and lists with
+    zero padding, several bracket groups in one name."""
+    try:
+        out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True,
+                             check=True, timeout=10).stdout.split()
+        if out:
+            return out
+    except (OSError, subprocess.SubprocessError):
+        pass
+    # why: submitit is imported only when Slurm's own tool cannot answer
+    from submitit.slurm.slurm import SlurmParseException, _parse_node_list
+
+    try:
+        hosts = [h for h in _parse_node_list(nodelist) if h]
+    except SlurmParseException as exc:
+        raise SSDError(f"cannot expand SLURM_JOB_NODELIST={nodelist!r}: `scontrol show hostnames` did not answer and "
+                       "the list is not in Slurm's node-list syntax (name[1-4,7],other); set SLURM_JOB_NODELIST to "
+                       "the allocation's node list.") from exc
+    if not hosts:
+        raise SSDError(f"SLURM_JOB_NODELIST={nodelist!r} names no host.")
+    return hosts
+
+
 def slurm_head_node(env: dict[str, str]) -> str:
+    """The rendezvous host: the first node of the allocation."""
     nodelist = env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST")
     if not nodelist:
         raise SSDError("cluster.launcher=slurm must run inside a Slurm allocation (sbatch/salloc): "
                        "SLURM_JOB_NODELIST is not set. Use cluster.launcher=local on a single machine.")
-    try:
-        out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True,
-                             check=True, timeout=30).stdout.split()
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise SSDError(f"cannot expand SLURM_JOB_NODELIST={nodelist!r} with `scontrol show hostnames` ({exc}).") from exc
-    if not out:
-        raise SSDError(f"`scontrol show hostnames {nodelist}` returned no host.")
-    return out[0]
+    return expand_nodelist(nodelist)[0]
+
+
+def rendezvous_port(env: dict[str, str]) -> str:
+    """MASTER_PORT when set; else, inside an allocation, a port of the job's own (JOB_PORTS); else DEFAULT_PORT."""
+    if env.get("MASTER_PORT"):
+        return env["MASTER_PORT"]
+    job = env.get("SLURM_JOB_ID", "")
+    return str(DEFAULT_PORT + int(job) % JOB_PORTS) if job.isdigit() else str(DEFAULT_PORT)
 
 
 def torchrun_command(cfg: SSDConfig, config_path: str | os.PathLike, *, env: dict[str, str] | None = None,
@@ -66,8 +101,7 @@ def torchrun_command(cfg: SSDConfig, config_path: str | os.PathLike, *, env: dic
         head, job = "$MASTER_ADDR", "$SLURM_JOB_ID"  # printed, not run: show where the values come from
     else:
         head, job = slurm_head_node(env), env.get("SLURM_JOB_ID", "ssd-train")
-    return launch_argv(cfg, config_path, head=head, job_id=job, port=env.get("MASTER_PORT", str(DEFAULT_PORT)),
-                       python=python)
+    return launch_argv(cfg, config_path, head=head, job_id=job, port=rendezvous_port(env), python=python)
 
 
 def launch_argv(cfg: SSDConfig, config_path: str | os.PathLike, *, head: str = "$MASTER_ADDR",

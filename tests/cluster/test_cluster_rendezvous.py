@@ -1,6 +1,7 @@
 """A multi-node rendezvous that cannot complete ends within cluster.rdzv_join_timeout_s as one paragraph naming the
 endpoint, with a real torchrun (no Slurm: the srun prefix of the train line is dropped) on this machine; and the
-runner shows a stage log's tail (the torchrun traceback) only for failures that are not such a paragraph."""
+runner shows a stage log's tail (the torchrun traceback) only for failures that are not such a paragraph; and the
+rendezvous host taken from the node list with or without Slurm's tools."""
 from __future__ import annotations
 
 import io
@@ -16,7 +17,8 @@ from megatron_ssd.config import SSDConfig, validate
 from megatron_ssd.errors import ConfigError, SSDError
 from megatron_ssd.launch import runner
 from megatron_ssd.rundir import RunDir
-from megatron_ssd.training.launch import launch_argv, run_training
+from megatron_ssd.training.launch import (expand_nodelist, launch_argv, rendezvous_port, run_training,
+                                          slurm_head_node)
 
 TIMEOUT_S = 3
 
@@ -97,3 +99,40 @@ def test_the_stage_log_tail_is_shown_for_bugs_not_for_ssd_errors(error, tail, tm
         runner._execute("report", SSDConfig(), RunDir(tmp_path / "run"), Console(file=out, width=200))
     assert ("Traceback" in out.getvalue()) is tail
     assert "Traceback" in (tmp_path / "run" / "logs" / "report.log").read_text()  # nothing lost
+
+
+def path_with(monkeypatch, tmp_path, scontrol: str | None) -> None:
+    """PATH holding only a `scontrol` running `scontrol` (bash), or no scontrol at all."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    if scontrol is not None:
+        (bin_dir / "scontrol").write_text("#!/bin/bash\n" + scontrol)
+        (bin_dir / "scontrol").chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+
+
+@pytest.mark.parametrize("scontrol", [None, 'echo "scontrol: fatal: Could not establish a configuration source" >&2\n'
+                                            "exit 1\n", "exit 0\n"], ids=["missing", "no-controller", "silent"])
+def test_the_node_list_is_expanded_without_slurms_tools(scontrol, tmp_path, monkeypatch):
+    path_with(monkeypatch, tmp_path, scontrol)
+    assert expand_nodelist("gpu[001-003,010],login1") == ["gpu001", "gpu002", "gpu003", "gpu010", "login1"]
+    assert expand_nodelist("rack[1-2]-n[08-09]") == ["rack1-n08", "rack1-n09", "rack2-n08", "rack2-n09"]
+    assert slurm_head_node({"SLURM_JOB_NODELIST": "node[07-08]"}) == "node07"
+    assert slurm_head_node({"SLURM_NODELIST": "single"}) == "single"
+    with pytest.raises(SSDError, match=r"cannot expand SLURM_JOB_NODELIST='gpu\[001-004'.*node-list syntax"):
+        expand_nodelist("gpu[001-004")
+
+
+def test_scontrols_answer_wins_when_it_has_one(tmp_path, monkeypatch):
+    path_with(monkeypatch, tmp_path, 'echo "from-slurm-1"; echo "from-slurm-2"\n')
+    assert expand_nodelist("gpu[001-002]") == ["from-slurm-1", "from-slurm-2"]
+    with pytest.raises(SSDError, match="SLURM_JOB_NODELIST is not set"):
+        slurm_head_node({})
+
+
+def test_two_jobs_on_one_head_node_get_different_rendezvous_ports():
+    """Sweep points (or array tasks) that share a node each bind their own port; MASTER_PORT still wins."""
+    assert rendezvous_port({"SLURM_JOB_ID": "3"}) == "29503" and rendezvous_port({"SLURM_JOB_ID": "4"}) == "29504"
+    assert rendezvous_port({"SLURM_JOB_ID": "4242"}) == "29742"
+    assert rendezvous_port({"SLURM_JOB_ID": "4", "MASTER_PORT": "31000"}) == "31000"
+    assert rendezvous_port({}) == "29500"

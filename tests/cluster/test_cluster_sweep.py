@@ -1,6 +1,7 @@
 """The sweep summary over fabricated run directories, the base-evaluation cache, the wandb naming, the submitit
 launcher selected by cluster=slurm (multi-node points: only Slurm task 0 runs stages), and a sweep over a key
-that does not exist. The real two-point sweep is in tests/integration/test_pipeline.py."""
+that does not exist. The real two-point sweep is in tests/integration/test_pipeline.py (Hydra's basic launcher) and
+tests/cluster/test_real_slurm.py (submitit into a real Slurm)."""
 from __future__ import annotations
 
 import json
@@ -171,6 +172,15 @@ def test_cluster_slurm_selects_the_submitit_launcher():
     assert local.hydra.launcher._target_.endswith("BasicLauncher") and local.cluster.launcher == "local"
 
 
+def test_cluster_slurm_cpu_asks_slurm_for_no_gpu_and_no_cpu_count():
+    cpu = composed("cluster=slurm_cpu", "experiment=cpu_default")
+    assert cpu.cluster.launcher == "slurm"
+    assert cpu.hydra.launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert cpu.hydra.launcher.gpus_per_node is None and cpu.hydra.launcher.cpus_per_task is None
+    assert cpu.hydra.launcher.nodes == cpu.parallel.nnodes == 1 and cpu.hydra.launcher.additional_parameters.exclusive
+    assert cpu.hydra.launcher.max_num_timeout > 0 and "export SLURM_WAIT=0" in cpu.hydra.launcher.setup
+
+
 def test_a_slurm_sweep_point_gets_the_nodes_of_its_layout():
     big = composed("cluster=slurm", "experiment=ssd_qwen3_30b_a3b_instruct")
     small = composed("cluster=slurm", "experiment=ssd_qwen3_4b_instruct")
@@ -225,3 +235,14 @@ def test_override_keys_are_checked_against_the_schema():
     check_overrides(["-m", "--cfg", "job", "sample.temperature=1.1,1.5", "data.mix.0.weight=2", "model=smollm2_135m",
                      "experiment=ssd_qwen3_4b_instruct", "hydra.sweep.dir=x", "hydra/launcher=basic", "~eval.k",
                      "cluster.rdzv_join_timeout_s=60", "stage=run"])
+
+
+def test_the_sweep_task_function_pickles_by_reference():
+    """submitit sends each point's task function to its Slurm job with cloudpickle: by reference (module and name),
+    not by value with the CLI module's console, which holds a lock and the terminal's file and cannot be pickled."""
+    import cloudpickle
+
+    from megatron_ssd.launch import cli
+
+    task = cli.hydra_main.__wrapped__
+    assert cloudpickle.loads(cloudpickle.dumps(task)) is task

@@ -227,7 +227,7 @@ def test_versions_outside_the_matrix_fail():
 def test_probe_command_is_the_training_launch_with_the_probe(inputs):
     cfg = composed(overrides(inputs, "cluster=slurm", "parallel=node8_tp2"))
     cmd = probe_command(cfg, env={"SLURM_JOB_NODELIST": "gpu[1-2]", "SLURM_JOB_ID": "7"})
-    assert cmd[0] == "srun" and "--rdzv-id=7" in cmd and "--rdzv-endpoint=gpu1:29500" in cmd
+    assert cmd[0] == "srun" and "--rdzv-id=7" in cmd and "--rdzv-endpoint=gpu1:29507" in cmd  # 29500 + job id % 1000
     assert cmd[cmd.index(MODULE) - 1] == "-m" and "megatron_ssd.training.entry" not in cmd
     assert parse_result("noise\nNCCL_PROBE {\"ranks\": 2, \"busbw_gbps\": 1.5}\n") == {"ranks": 2, "busbw_gbps": 1.5}
     assert parse_result("no result") is None
