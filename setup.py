@@ -96,6 +96,8 @@ setup(
         # Loaded by vLLM in each of its processes; patches only the CPU sampler (see the module's docstring).
         "vllm.general_plugins": [
             "megatron_ssd_cpu_topk_topp=megatron_ssd.generation.vllm_cpu_sampler:register",
+            # Engine core and workers die with the process that started them (generation/engine_lifetime.py).
+            "megatron_ssd_engine_dies_with_parent=megatron_ssd.generation.engine_lifetime:in_engine_process",
         ],
     },
 )

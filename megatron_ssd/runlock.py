@@ -6,8 +6,9 @@ a killed run still train) corrupt it silently, so the command that runs stages o
     <run>/.ssd.lock      flock LOCK_EX by the owning command (LOCK_SH by the engine tasks of a data-parallel
                          `sample` launched by Slurm, which share the run); its content names the owner
     <run>/.ssd.members   flock LOCK_SH by every process of the owner's tree: the owner, forked children (they
-                         inherit the open file), and the processes started anew (torchrun ranks, engine worker
-                         processes), which re-take it with `join_run()` from the environment the owner exported
+                         inherit the open file), and the processes started anew (torchrun ranks), which re-take it
+                         with `join_run()` from the environment the owner exported; its lines ("pid start-time
+                         token") record those and vLLM's engine core and workers, so that a takeover can end them
     <run>/.ssd.scratch   files outside the run directory its processes created (vLLM's shared memory), to remove
                          when the run dies without cleaning up
 
@@ -15,7 +16,10 @@ A new owner needs `.ssd.lock` exclusively *and* `.ssd.members` free, so it waits
 the orphans of a dead one. The kernel drops a flock when its last holder exits, so a kill -9 never leaves a lock
 behind; what it leaves is the owner's record, the temporary files of its atomic writes and its scratch files,
 which the next owner removes and reports. Children started by an owner die with it (`die_with_parent`), so a
-killed `ssd` stops training within seconds instead of leaving it running re-parented to PID 1.
+killed `ssd` stops training and its vLLM engines within seconds instead of leaving them running re-parented to
+PID 1. Should one survive anyway (a parent-death signal is lost when its process re-parents before asking for it),
+the next owner ends the members its dead predecessor recorded (pid and start time, so a reused pid is never hit)
+and says so. Their environment cannot name them: vLLM's `setproctitle` overwrites what /proc/<pid>/environ shows.
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -50,6 +55,7 @@ ENV_TOKEN = "SSD_RUN_LOCK_TOKEN"
 # belong to a process that died.
 TEMP_RE = re.compile(r"^\..+\.tmp(-\d+)?$")
 _PR_SET_PDEATHSIG = 1
+SURVIVOR_WAIT_S = 10.0  # how long a takeover waits for the killed survivors of a dead owner to exit
 # Filesystems without flock support (some NFS/Lustre mounts); the run proceeds unlocked with a warning.
 _NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 
@@ -100,9 +106,10 @@ def _acquire(path: Path, *, shared: bool) -> _Held:
         members_fd = _open(path / MEMBERS_FILE)
         try:
             if not shared:
+                ended = end_survivors(path, _read_record(lock_fd))
                 if not _flock(members_fd, fcntl.LOCK_EX):
                     raise SSDError(_orphans_message(path))
-                _take_over(path, lock_fd)
+                _take_over(path, lock_fd, ended)
             # Shared from here on so the processes of this tree can re-take it (a conversion; only an owner, which
             # holds .ssd.lock exclusively, ever converts, so nobody can slip in between).
             if not _flock(members_fd, fcntl.LOCK_SH):
@@ -182,19 +189,91 @@ def _orphans_message(path: Path) -> str:
             f"within seconds of losing their parent; wait and rerun, or stop them (kill <pid>). Nothing was written.")
 
 
-def _take_over(path: Path, lock_fd: int) -> None:
+def _take_over(path: Path, lock_fd: int, ended: dict[int, str]) -> None:
     """As the new exclusive owner: remove what a dead owner left and say so."""
     record = _read_record(lock_fd)
     temps = remove_stale_temps(path)
     scratch = remove_scratch(path)
+    with contextlib.suppress(OSError):
+        os.truncate(path / MEMBERS_FILE, 0)  # its members are gone; this owner's record theirs anew
+    if ended:
+        _say("%s: ended %d process(es) of its previous owner (pid %s) that were still running: %s.", path,
+             len(ended), record.get("pid", "?"), _describe(ended))
     if record.get("pid") or temps or scratch:
         before = (f"its previous owner, pid {record['pid']} ({record.get('command', '?')}, started "
                   f"{record.get('started', '?')}), stopped without releasing it" if record.get("pid")
                   else "it was left by a process that stopped")
-        log.warning("%s: %s; taking it over. Removed %d temporary file(s)/folder(s) of unfinished writes%s and "
-                    "%d scratch file(s) of its engines.", path, before, len(temps),
-                    f" ({', '.join(str(t.relative_to(path)) for t in temps[:5])}{', ...' if len(temps) > 5 else ''})"
-                    if temps else "", len(scratch))
+        _say("%s: %s; taking it over. Removed %d temporary file(s)/folder(s) of unfinished writes%s and "
+             "%d scratch file(s) of its engines.", path, before, len(temps),
+             f" ({', '.join(str(t.relative_to(path)) for t in temps[:5])}{', ...' if len(temps) > 5 else ''})"
+             if temps else "", len(scratch))
+
+
+def _say(fmt: str, *args: Any) -> None:
+    """A takeover's report, a warning the user must see: logged, and written to stderr where logging would drop
+    it (`ssd` runs under Hydra's `job_logging: disabled`, which disables every logger that existed before it)."""
+    if log.disabled or not log.isEnabledFor(logging.WARNING) or not log.hasHandlers():
+        print(fmt % args, file=sys.stderr, flush=True)
+    else:
+        log.warning(fmt, *args)
+
+
+def end_survivors(run_dir: Path, record: dict[str, Any]) -> dict[int, str]:
+    """SIGKILL the recorded members of the dead owner `record` (its token, its host) that still run, wait for them
+    to exit, and remove the shared memory they had mapped once nothing else maps it; pid -> command of those ended.
+    Call only while holding `.ssd.lock` exclusively (no owner is alive). A clean exit leaves no record: nothing to end.
+    SIGKILL, not SIGTERM: vLLM's engine core drains on SIGTERM, a training rank would checkpoint into the run."""
+    token = record.get("token")
+    if not token or record.get("host") not in (None, platform.node()):
+        return {}
+    survivors = {pid: _command(pid) for pid in recorded_members(run_dir, token) if pid != os.getpid()}
+    if not survivors:
+        return {}
+    shm = {p for pid in survivors for p in _mapped_files(pid) if p.startswith("/dev/shm/")}
+    for pid in survivors:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + SURVIVOR_WAIT_S
+    while any(process_alive(pid) for pid in survivors) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    busy = files_in_use()
+    for p in sorted(shm - busy):
+        with contextlib.suppress(OSError):
+            os.unlink(p)
+    return survivors
+
+
+def recorded_members(run_dir: str | os.PathLike, token: str) -> list[int]:
+    """Live processes recorded in `<run>/.ssd.members` under `token` whose start time still matches the record."""
+    try:
+        lines = (Path(run_dir) / MEMBERS_FILE).read_text().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) == 3 and parts[2] == token and parts[0].isdigit() and parts[1].isdigit():
+            pid = int(parts[0])
+            if process_start_time(pid) == int(parts[1]) and process_alive(pid) and pid not in out:
+                out.append(pid)
+    return out
+
+
+def process_start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (/proc/<pid>/stat field 22): with the pid, a name for a
+    process that a reused pid cannot take."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def process_alive(pid: int) -> bool:
+    """Running, not a zombie (an init that does not reap keeps those around)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
 
 
 def remove_stale_temps(run_dir: str | os.PathLike) -> list[Path]:
@@ -230,9 +309,14 @@ def _write_record(fd: int, record: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------------------- the owner's children
-def join_run() -> Path | None:
+def join_run(sig: int = signal.SIGTERM, parent: int | None = None, *, hold: bool = True) -> Path | None:
     """In a process started by an owner (a training rank, an engine worker): hold the run directory's members
-    lock for this process's life, and die with the parent. A no-op outside a run or in the owner itself."""
+    lock for this process's life, record this process as a member, and die with the parent (`sig`; `parent` as in
+    `die_with_parent`). A no-op outside a run or in the owner itself.
+
+    `hold=False` records without holding the lock: for vLLM's engine processes, which the owner caches across its
+    `run_lock` blocks (a stage run on its own re-takes the lock while the engine of the previous one still idles);
+    a takeover ends them from the record (`end_survivors`)."""
     run_dir = os.environ.get(ENV_DIR)
     if not run_dir:
         return None
@@ -249,9 +333,27 @@ def join_run() -> Path | None:
         os.close(fd)
         raise SSDError(f"{path} now belongs to pid {owner.get('pid')} ({owner.get('command', '?')}); this process "
                        f"(pid {os.getpid()}) was started by an earlier owner and stops.")
-    _joined[path] = fd
-    die_with_parent()
+    die_with_parent(sig, parent)
+    record_member(path, token or "")
+    if hold:
+        _joined[path] = fd
+    else:
+        os.close(fd)
     return path
+
+
+def record_member(run_dir: Path, token: str, pid: int | None = None) -> None:
+    """Append "pid start-time token" to `<run>/.ssd.members` (one short O_APPEND write: lines never interleave)."""
+    pid = os.getpid() if pid is None else pid
+    start = process_start_time(pid)
+    if start is None or not token:
+        return
+    with contextlib.suppress(OSError):
+        fd = os.open(run_dir / MEMBERS_FILE, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        try:
+            os.write(fd, f"{pid} {start} {token}\n".encode())
+        finally:
+            os.close(fd)
 
 
 def _read_record_path(p: Path) -> dict[str, Any]:
@@ -281,9 +383,10 @@ def die_with_parent(sig: int = signal.SIGTERM, parent: int | None = None) -> Non
 
 
 def forked_children_die_with_parent(sig: int = signal.SIGTERM) -> None:
-    """From now on, children this process forks from its main thread (vLLM's engine core and workers, which run
-    no code of ours) get `sig` when it dies. Forks from other threads are left alone: the signal would follow
-    the death of that thread, not of the process."""
+    """From now on, children this process forks from its main thread (vLLM's engine core and workers where vLLM
+    forks them, which run no code of ours: its plugins load once per interpreter, before the fork) get `sig` when
+    it dies, and are recorded as members of the run (for a takeover). Forks from other threads are left alone: the
+    signal would follow the death of that thread, not of the process. The hook is inherited by forked children."""
     global _fork_hook
     if _fork_hook or not hasattr(os, "register_at_fork"):
         return
@@ -296,6 +399,9 @@ def forked_children_die_with_parent(sig: int = signal.SIGTERM) -> None:
     def in_child() -> None:
         if forking.get("main"):
             die_with_parent(sig, parent=forking["parent"])
+            run_dir = os.environ.get(ENV_DIR)
+            if run_dir:
+                record_member(Path(run_dir), os.environ.get(ENV_TOKEN, ""))
 
     os.register_at_fork(before=before, after_in_child=in_child)
 
@@ -340,18 +446,26 @@ def remove_scratch(run_dir: str | os.PathLike, only: Iterable[str | os.PathLike]
 def files_in_use() -> set[str]:
     """Paths that some process we can inspect has open or memory-mapped (from /proc)."""
     busy: set[str] = set()
-    proc = Path("/proc")
-    for pid_dir in proc.glob("[0-9]*"):
-        with contextlib.suppress(OSError):
-            for fd in (pid_dir / "fd").iterdir():
-                with contextlib.suppress(OSError):
-                    busy.add(os.readlink(fd))
-        with contextlib.suppress(OSError):
-            for line in (pid_dir / "maps").read_text().splitlines():
-                parts = line.split(maxsplit=5)
-                if len(parts) == 6 and parts[5].startswith("/"):
-                    busy.add(parts[5].removesuffix(" (deleted)"))
+    for pid_dir in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError, ValueError):
+            busy |= _mapped_files(int(pid_dir.name))
     return busy
+
+
+def _mapped_files(pid: int) -> set[str]:
+    """Paths process `pid` has open or memory-mapped (empty when it is gone or not ours to inspect)."""
+    out: set[str] = set()
+    pid_dir = Path(f"/proc/{pid}")
+    with contextlib.suppress(OSError):
+        for fd in (pid_dir / "fd").iterdir():
+            with contextlib.suppress(OSError):
+                out.add(os.readlink(fd))
+    with contextlib.suppress(OSError):
+        for line in (pid_dir / "maps").read_text().splitlines():
+            parts = line.split(maxsplit=5)
+            if len(parts) == 6 and parts[5].startswith("/"):
+                out.add(parts[5].removesuffix(" (deleted)"))
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ helpers

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from .. import runlock
+from .engine_lifetime import mark_engine_processes
 
 # What a vLLM engine leaves outside the run directory when it is killed: Python shared-memory segments of its
 # message queues, multiprocessing semaphores and the file store of its distributed init.
@@ -96,7 +97,7 @@ class VLLMEngine:
         from vllm import LLM
 
         runlock.join_run()  # an engine worker process holds the run directory with its owner (no-op in the owner)
-        runlock.forked_children_die_with_parent()  # vLLM's engine core and workers are forked and run no code of ours
+        mark_engine_processes()  # vLLM's engine core and workers die with this process, also on its kill -9
         from ..models.hf_io import verify_hf_folder  # why: torch-heavy; `ssd --help` imports this module
 
         verify_hf_folder(model_path)  # an exported model with a damaged shard is refused by name

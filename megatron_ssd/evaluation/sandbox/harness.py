@@ -537,8 +537,14 @@ def child_tests(job, _case, status):
     sys.set_int_max_str_digits(0)
     call_r, call_w = os.pipe()
     reply_r, reply_w = os.pipe()
+    tests_pid = os.getpid()
     pid = os.fork()
     if pid == 0:  # ---- C: the program
+        # Dies with T, as T dies with P and P with the evaluator: nobody else ends a program stuck in a call when a
+        # killed evaluator takes P and T with it (the rlimits-only fallback has no bwrap --die-with-parent).
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != tests_pid:
+            os._exit(70)
         try:
             high_call, high_reply = (fcntl.fcntl(fd, fcntl.F_DUPFD, 64) for fd in (call_r, reply_w))
             os.dup2(high_call, CALL_FD)
