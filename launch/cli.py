@@ -56,6 +56,7 @@ SUBCOMMANDS = {
     "serve-mode": "megatron_ssd.launch.serve_mode",
     "canary-replay": "megatron_ssd.launch.canary_replay",
     "canary-report": "megatron_ssd.launch.canary_report",
+    "mechanism": "megatron_ssd.launch.mechanism",
 }
 VERBOSE_FLAGS = ("-v", "--verbose")
 

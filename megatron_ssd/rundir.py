@@ -467,6 +467,17 @@ class RunDir:
     def write_selection(self, label: str, report: dict[str, Any]) -> None:
         atomic_write_json(self.eval_dir(label) / "selection.json", report)
 
+    @property
+    def mechanism_path(self) -> Path:
+        """Locks and forks: the mechanism probe of the SSD model against the base (`evaluation/mechanism`)."""
+        return self.path / EVAL_DIR / "mechanism.json"
+
+    def mechanism(self, problems: list[str] | None = None) -> dict[str, Any] | None:
+        return read_json(self.mechanism_path, problems)
+
+    def write_mechanism(self, record: dict[str, Any]) -> None:
+        atomic_write_json(self.mechanism_path, record)
+
     # -- decisions
     @property
     def verdict_path(self) -> Path:

@@ -5,6 +5,39 @@ from dataclasses import dataclass, field
 
 
 @dataclass
+class MechanismConfig:
+    """`eval.mechanism`: does SSD sharpen locks and keep forks, beyond what a temperature change of the base does?
+    (megatron_ssd/evaluation/mechanism, docs/MECHANISM.md). Off by default: it runs both models teacher-forced
+    over the eval samples of eval/base and eval/ssd once more."""
+    enabled: bool = False
+    # exact: transformers forward passes, the full vocabulary (entropy and tail mass exact; small models) |
+    # vllm: vLLM prompt_logprobs with the top `top_k` (scales like the rest; full-vocabulary quantities bounded).
+    backend: str = "vllm"
+    # Log-probabilities kept per position (and vLLM's prompt_logprobs); at least sample.top_k so the frontier is
+    # exact. vLLM refuses more than its max_logprobs (20) unless the engine raises it.
+    top_k: int = 20
+    # Position classes, from the base model's distribution at temperature 1: lock = top-1 probability >= lock_p;
+    # fork = not a lock and (>= 2 tokens above plausible_p, or entropy >= fork_entropy nats).
+    lock_p: float = 0.9
+    plausible_p: float = 0.15
+    fork_entropy: float = 1.0
+    # The temperature frontier: the base model at each temperature with the training truncation (sample.top_k,
+    # sample.top_p, sample.min_p); the SSD model's point at tuned_temperature with the same truncation.
+    temperatures: list[float] = field(default_factory=lambda: [round(0.3 + 0.05 * i, 2) for i in range(35)])
+    tuned_temperature: float = 1.0
+    # "Beyond the frontier" needs the CI of the tail excess (frontier tail at SSD's fork entropy minus SSD's lock
+    # tail) to clear min_excess (tail mass, absolute): below it the difference is too small to mean anything.
+    min_excess: float = 0.005
+    # Declared subsampling (recorded in eval/mechanism.json): problems (seeded choice), samples per problem and
+    # model, and completion tokens per sample (the first ones). 0 = all.
+    max_problems: int = 0
+    max_samples_per_problem: int = 0
+    max_completion_tokens: int = 0
+    examples: int = 3  # lock and fork examples shown in the report
+    seed: int = 0
+
+
+@dataclass
 class EvalConfig:
     n: int = 10
     k: list[int] = field(default_factory=lambda: [1, 4, 8, 16])
@@ -37,3 +70,5 @@ class EvalConfig:
     # grounding (imports and calls that resolve in the standard library and the starter code) and write
     # eval/<label>/selection.json. Observes only: pass@k and the verdict do not use it (docs/SELECTION.md).
     selection_diagnostic: bool = False
+    # Locks and forks: the mechanism probe (eval/mechanism.json; docs/MECHANISM.md).
+    mechanism: MechanismConfig = field(default_factory=MechanismConfig)

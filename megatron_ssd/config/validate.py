@@ -159,6 +159,7 @@ def collect_errors(c: SSDConfig, stage_names: tuple[str, ...] = ()) -> list[str]
         e.append(f"eval.gate_min_lift_pp={ev.gate_min_lift_pp}: must be >= 0.")
     if ev.workers < 1:
         e.append(f"eval.workers={ev.workers}: must be at least 1.")
+    e += mechanism_problems(ev.mechanism, c.sample)
 
     t, p = c.train, c.parallel
     if t.overlength_policy not in ("truncate", "drop"):
@@ -188,6 +189,41 @@ def collect_errors(c: SSDConfig, stage_names: tuple[str, ...] = ()) -> list[str]
     e += c.data.mix_problems() + c.decision.problems(dry_run=c.cluster.dry_run) + c.cluster.problems()
     # The model-dependent layout rules run where the model is read (the trainer, the converter).
     e += ParallelLayout.from_config(p).problems(t)
+    return e
+
+
+def mechanism_problems(m, s) -> list[str]:
+    """eval.mechanism (docs/MECHANISM.md): checked whether or not it is enabled, so turning it on cannot fail late."""
+    e, key = [], "eval.mechanism"
+    if m.backend not in ("exact", "vllm"):
+        e.append(f"{key}.backend={m.backend!r}: choose exact (transformers, full vocabulary; small models) or vllm "
+                 "(prompt_logprobs with the top-k).")
+    if m.top_k < 2:
+        e.append(f"{key}.top_k={m.top_k}: keep at least 2 log-probabilities per position.")
+    if m.backend == "vllm" and m.top_k > 20:
+        e.append(f"{key}.top_k={m.top_k}: vLLM returns at most 20 prompt log-probabilities (its max_logprobs); "
+                 "use top_k <= 20 or backend=exact.")
+    if m.enabled and 0 < s.top_k and m.top_k < s.top_k:
+        e.append(f"{key}.top_k={m.top_k} is below sample.top_k={s.top_k}: the temperature frontier needs the "
+                 "training truncation's top-k; raise eval.mechanism.top_k.")
+    if not 0.5 < m.lock_p < 1.0:
+        e.append(f"{key}.lock_p={m.lock_p}: a lock's top-1 probability threshold, in (0.5, 1), e.g. 0.9.")
+    if not 0.0 < m.plausible_p < 0.5:
+        e.append(f"{key}.plausible_p={m.plausible_p}: in (0, 0.5), e.g. 0.15.")
+    if m.plausible_p < 1.0 - m.lock_p:
+        e.append(f"{key}.plausible_p={m.plausible_p} is below 1 - lock_p={1.0 - m.lock_p:g}: a lock could then "
+                 "also count two plausible continuations; raise plausible_p or lock_p.")
+    if m.fork_entropy <= 0:
+        e.append(f"{key}.fork_entropy={m.fork_entropy}: nats, > 0, e.g. 1.0.")
+    if len(m.temperatures) < 2 or any(t <= 0 for t in m.temperatures):
+        e.append(f"{key}.temperatures={list(m.temperatures)}: give at least 2 temperatures > 0.")
+    if m.tuned_temperature <= 0:
+        e.append(f"{key}.tuned_temperature={m.tuned_temperature}: must be > 0.")
+    if m.min_excess < 0:
+        e.append(f"{key}.min_excess={m.min_excess}: tail mass, >= 0.")
+    for name in ("max_problems", "max_samples_per_problem", "max_completion_tokens", "examples"):
+        if getattr(m, name) < 0:
+            e.append(f"{key}.{name}={getattr(m, name)}: must be >= 0 (0 = all).")
     return e
 
 

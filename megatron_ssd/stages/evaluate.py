@@ -4,18 +4,23 @@ Labels (`evalrun.model_decodings`): ``base`` (the base model at its official eva
 (the decode-only baseline: the base model at the training decoding, and at each `eval.temperature_sweep` value),
 both produced by `diagnose` and reused here; ``ssd`` and ``ssd_T<t>`` for the sweep (the exported SSD model,
 unless arm=decode_only); ``round1`` (in round 2: round 1's SSD model); and ``eval/ssd/collapse.json`` (the
-anti-collapse battery, SSD vs base). Every label after the base is sliced by the base model's difficulty quartiles
+anti-collapse battery, SSD vs base); with `eval.mechanism.enabled`, ``eval/mechanism.json`` (locks and forks: the
+SSD model against the base model's temperature frontier, teacher-forced over both models' eval samples;
+docs/MECHANISM.md). Every label after the base is sliced by the base model's difficulty quartiles
 so per-difficulty deltas compare like with like.
 """
 from __future__ import annotations
 
+import time
 from functools import partial
 
 from rich.table import Table
 
 from ..config import SSDConfig
 from ..evaluation.decisions.gate import load_collapse
-from ..generation.engine import engine_options, shared_engine
+from ..evaluation.mechanism.probe import run_probe
+from ..evaluation.mechanism.quantities import Truncation
+from ..generation.engine import engine_options, release_engines, shared_engine
 from ..evaluation.report.formatting import estimate_with_ci
 from ..generation.evalrun import BASE_LABEL, evaluate_labels, model_decodings
 from ..models.base_model import resolve_base_model
@@ -44,15 +49,39 @@ def run(cfg: SSDConfig, ctx: StageContext) -> dict:
         collapse = load_collapse(ctx.run, BASE_LABEL, "ssd")
         if collapse is not None:
             ctx.run.write_collapse("ssd", collapse)
+    mechanism = _mechanism(cfg, ctx, dict(models)) if "ssd" in summaries and cfg.eval.mechanism.enabled else None
     ctx.console.print(results_table(summaries, cfg))
     if collapse is not None:
         for alert in collapse.get("alerts", []):
             ctx.console.print(f"[bold red]collapse alert:[/] {alert.get('message', alert)}")
+    if mechanism is not None:
+        ctx.console.print(f"locks and forks: {mechanism['sentence']}", highlight=False)
     return {
         "labels": sorted(summaries),
         "pass_at_k": {label: s["pass_at_k"] for label, s in summaries.items()},
         "collapse_alerts": len(collapse.get("alerts", [])) if collapse else None,
+        "mechanism": None if mechanism is None else {"reading": mechanism["frontier_test"]["reading"],
+                                                     "seconds": (mechanism.get("timing") or {}).get("total_s")},
     }
+
+
+def _mechanism(cfg: SSDConfig, ctx: StageContext, models: dict) -> dict:
+    """eval/mechanism.json, computed once per run directory (a rerun of the stage reads it back)."""
+    existing = ctx.run.mechanism()
+    if existing is not None:
+        return existing
+    m = cfg.eval.mechanism
+    if m.backend == "exact":
+        release_engines()  # the exact path runs transformers in this process: the engine's cores and memory back
+    started = time.perf_counter()
+    record = run_probe(models[BASE_LABEL], models["ssd"], {label: ctx.run.eval_samples_dir(label)
+                                                           for label in (BASE_LABEL, "ssd")},
+                       m=m, trunc=Truncation.from_config(cfg.sample), ci_level=cfg.eval.ci_level,
+                       samples=cfg.eval.bootstrap_samples, decode_only_temperature=cfg.sample.temperature,
+                       load_engine=lambda path: shared_engine(path, engine_options(cfg)))
+    record["timing"]["stage_s"] = round(time.perf_counter() - started, 2)
+    ctx.run.write_mechanism(record)
+    return record
 
 
 def results_table(summaries: dict[str, dict], cfg: SSDConfig) -> Table:

@@ -19,6 +19,7 @@ from . import plots
 from .arms import SWEEP, arm_labels
 from .formatting import delta_ci, estimate_with_ci, p_value, pp
 from .loading import RunData
+from .mechanism import mechanism_section
 from .promotion import promotion_section, rollback_pointer
 from .rehearsal import rehearsal_section
 from .rendering import Doc
@@ -48,6 +49,7 @@ def build(data: RunData, metrics: dict[str, Any]) -> Doc:
     _pareto(doc, data, ledger, metrics)
     _verdict(doc, data, ledger, metrics)
     promotion_section(doc, data, metrics)
+    mechanism_section(doc, data, metrics)  # after the decision axes: it explains, it does not decide
     _passk(doc, data, metrics)
     _sweep(doc, data, metrics)
     _lengths(doc, data, metrics)
