@@ -11,7 +11,7 @@ Arguments:
   samples            comma-separated sample folders (required); each is a source named after its folder
                      (<label>/samples -> label)
   out                where the record goes (default mechanism.json); plot: a PNG of the frontier (optional)
-  backend            exact (transformers, full vocabulary; the default) or vllm (prompt_logprobs, top_k <= 20)
+  backend            exact (transformers, full vocabulary; the default) or vllm (prompt_logprobs with the top_k)
   dtype              the vLLM engine's dtype (backend=vllm)
   train_top_k, train_top_p, train_min_p   the training truncation the frontier uses (defaults: the sample group's)
   train_temperature  marks the decode-only arm (the base at this temperature) on the frontier; 0 = not marked
@@ -74,9 +74,10 @@ def dashed_to_dotlist(argv: list[str]) -> list[str]:
     while i < len(argv):
         arg = argv[i]
         if arg.startswith("--") and arg not in ("--help",):
-            key = arg[2:].replace("-", "_")
-            if "=" in key:
-                out.append(key)
+            key, eq, value = arg[2:].partition("=")
+            key = key.replace("-", "_")  # --max-problems = max_problems; a value keeps its dashes
+            if eq:
+                out.append(f"{key}={value}")
             elif i + 1 < len(argv):
                 out.append(f"{key}={argv[i + 1]}")
                 i += 1
@@ -125,7 +126,8 @@ def mechanism(opts: MechanismOptions, console: Console) -> int:
 
         while engines:
             engines.pop().shutdown()
-        engines.append(VLLMEngine(path, EngineOptions(dtype=opts.dtype, seed=opts.seed, enforce_eager=True)))
+        engines.append(VLLMEngine(path, EngineOptions(dtype=opts.dtype, seed=opts.seed, enforce_eager=True,
+                                                     max_logprobs=max(20, opts.top_k))))
         return engines[-1]
 
     try:
@@ -136,12 +138,13 @@ def mechanism(opts: MechanismOptions, console: Console) -> int:
         while engines:
             engines.pop().shutdown()
     atomic_write_json(opts.out, record)
-    if opts.plot:
-        png = frontier_plot(record["frontier_test"])
-        if png:
-            atomic_write_bytes(opts.plot, png)
+    png = frontier_plot(record["frontier_test"]) if opts.plot else None
+    if png:
+        atomic_write_bytes(opts.plot, png)
     print(record["sentence"])
-    console.print(f"record: {opts.out}" + (f"; plot: {opts.plot}" if opts.plot else ""), highlight=False)
+    plotted = f"; plot: {opts.plot}" if png else (f"; no plot: no frontier ({record['frontier_test'].get('note')})"
+                                                  if opts.plot else "")
+    console.print(f"record: {opts.out}{plotted}", highlight=False)
     return 0
 
 

@@ -14,7 +14,7 @@ class MechanismConfig:
     # vllm: vLLM prompt_logprobs with the top `top_k` (scales like the rest; full-vocabulary quantities bounded).
     backend: str = "vllm"
     # Log-probabilities kept per position (and vLLM's prompt_logprobs); at least sample.top_k so the frontier is
-    # exact. vLLM refuses more than its max_logprobs (20) unless the engine raises it.
+    # exact. With backend=vllm the run's engines are started with max_logprobs = max(20, top_k).
     top_k: int = 20
     # Position classes, from the base model's distribution at temperature 1: lock = top-1 probability >= lock_p;
     # fork = not a lock and (>= 2 tokens above plausible_p, or entropy >= fork_entropy nats).

@@ -200,9 +200,9 @@ def mechanism_problems(m, s) -> list[str]:
                  "(prompt_logprobs with the top-k).")
     if m.top_k < 2:
         e.append(f"{key}.top_k={m.top_k}: keep at least 2 log-probabilities per position.")
-    if m.backend == "vllm" and m.top_k > 20:
-        e.append(f"{key}.top_k={m.top_k}: vLLM returns at most 20 prompt log-probabilities (its max_logprobs); "
-                 "use top_k <= 20 or backend=exact.")
+    if m.backend == "vllm" and m.top_k > 1000:
+        e.append(f"{key}.top_k={m.top_k}: vLLM returns every prompt log-probability as a Python object; above "
+                 "1000 per position use backend=exact (the full vocabulary, without that cost).")
     if m.enabled and 0 < s.top_k and m.top_k < s.top_k:
         e.append(f"{key}.top_k={m.top_k} is below sample.top_k={s.top_k}: the temperature frontier needs the "
                  "training truncation's top-k; raise eval.mechanism.top_k.")

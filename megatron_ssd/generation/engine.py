@@ -82,6 +82,9 @@ class EngineOptions:
     cpu_threads_bind: str = "all"
     enforce_eager: bool = False
     batch_invariant: bool = False
+    # Log-probabilities a request may ask for (vLLM refuses more; its default is 20). The mechanism probe's vLLM
+    # path asks for eval.mechanism.top_k prompt log-probabilities per position.
+    max_logprobs: int = 20
 
 
 class VLLMEngine:
@@ -119,6 +122,7 @@ class VLLMEngine:
             tensor_parallel_size=options.tensor_parallel_size,
             gpu_memory_utilization=options.gpu_memory_utilization,
             enforce_eager=options.enforce_eager,
+            max_logprobs=options.max_logprobs,
             **extra,
         )
         self.tokenizer = self.llm.get_tokenizer()
@@ -222,7 +226,15 @@ def engine_options(cfg: Any) -> EngineOptions:
         cpu_threads_bind=s.cpu_threads_bind,
         enforce_eager=s.enforce_eager,
         batch_invariant=s.batch_invariant,
+        max_logprobs=max_logprobs(cfg),
     )
+
+
+def max_logprobs(cfg: Any) -> int:
+    """vLLM's default 20, or the mechanism probe's top-k where its vLLM path needs more: one value for every stage of
+    a run, so diagnose, sample and evaluate still share one engine."""
+    m = cfg.eval.mechanism
+    return max(20, int(m.top_k)) if m.enabled and m.backend == "vllm" else 20
 
 
 # One engine per process at a time: `ssd run` executes diagnose, sample and evaluate in one process, and an engine

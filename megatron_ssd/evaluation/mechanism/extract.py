@@ -9,8 +9,8 @@ Two paths give the same `Distributions`:
 - `exact_distributions`: transformers forward passes, log-softmax over the full vocabulary; entropy and every
   tail mass exact. One sequence per forward pass (no padding to get wrong); for models a CPU or one GPU holds.
 - `vllm_distributions`: vLLM `prompt_logprobs=K` (top-K raw log-probabilities per prompt position, the engine the
-  pipeline already uses); the entropy is bounded (`distributions.entropy_bounds`). vLLM caps K at its engine's
-  `max_logprobs` (20 by default, `VLLM_MAX_LOGPROBS`).
+  pipeline already uses); the entropy is bounded (`distributions.entropy_bounds`). K is capped by the engine's
+  `max_logprobs`, which `generation.engine.engine_options` raises to eval.mechanism.top_k for this path.
 
 Cost on the embedded default's class (SmolLM2-135M, fp32, 2 cores): about 430 teacher-forced tokens per second,
 prompt tokens included, so the subsample is what keeps the probe inside the run's time target.
@@ -26,9 +26,6 @@ import numpy as np
 from ...errors import DataError
 from ...generation.shards import read_samples
 from .distributions import Distributions, entropy_bounds, from_logits
-
-VLLM_MAX_LOGPROBS = 20  # vLLM's default engine `max_logprobs`
-
 
 @dataclass(frozen=True)
 class TeacherForced:
@@ -112,8 +109,16 @@ def exact_distributions(model_path: str | Path, seqs: Sequence[TeacherForced], k
 
     if not seqs:
         raise DataError("the mechanism probe has no sequences to teacher-force (no common problems with samples).")
+    from transformers.utils import logging as hf_logging
+
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=torch.float32, local_files_only=True)
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # library chatter stays off the run's console
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=torch.float32, local_files_only=True)
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
     model.to(device).eval()
     by_prompt: dict[tuple[int, ...], list[int]] = {}
     for i, s in enumerate(seqs):
@@ -148,6 +153,10 @@ def vllm_distributions(engine: Any, seqs: Sequence[TeacherForced], k: int) -> Di
 
     if not seqs:
         raise DataError("the mechanism probe has no sequences to teacher-force (no common problems with samples).")
+    allowed = getattr(getattr(engine, "options", None), "max_logprobs", k)
+    if k > allowed:
+        raise ValueError(f"eval.mechanism.top_k={k} is above the engine's max_logprobs={allowed}; start the engine "
+                         "with generation.engine.EngineOptions(max_logprobs=top_k) (engine_options does for a run).")
     params = SamplingParams(max_tokens=1, temperature=1.0, prompt_logprobs=k, detokenize=False)
     outs = engine.llm.generate([{"prompt_token_ids": s.ids} for s in seqs], params, use_tqdm=False)
     vocab = int(engine.llm.llm_engine.model_config.get_vocab_size())
