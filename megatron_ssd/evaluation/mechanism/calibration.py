@@ -5,8 +5,8 @@ plus a lock (one token far ahead), a fork (two to four tokens close together, we
 with a per-problem scale so problems differ as real ones do. Three truths:
 
 - null: the base against itself on split halves (`frontier.null_check`): no effect; `null_alarm_rate` is the rate
-  of any reading but `indistinguishable` (tests/evaluation/mechanism/test_calibration.py bounds it by the nominal
-  (1 − ci_level) with its binomial error, as decisions/calibration.py does for the other probes);
+  of any reading but `indistinguishable` (tests/evaluation/mechanism/test_mechanism_calibration.py bounds it by the
+  nominal (1 − ci_level) with its binomial error, as decisions/calibration.py does for the other probes);
 - temperature: the tuned model is the base at another temperature (logits / T0): on the frontier by construction;
 - sharpen locks: the tuned model adds `boost` to the top-1 logit at the base's locks only, forks untouched: beyond
   the frontier.

@@ -15,7 +15,11 @@ frontier at each temperature and the tuned point), via `statistics.bootstrap.boo
 (`joint_bootstrap_means`), so the frontier and the point move together and per-problem difficulty cancels.
 
 Reading (`reading`): `beyond` when the interval's low end clears `min_excess`, `inside` when its high end is below
-−`min_excess`, `out_of_range` when the tuned fork entropy lies outside the grid's, else `indistinguishable`. Alarm
+−`min_excess`, `out_of_range` when the tuned fork entropy lies outside the grid's, `no_tail` when the truncation
+removes every lock's tail on both sides there (a top_p below the locks' top-1 probability does that near T = 1: the
+test then has nothing to compare, which is not evidence of "no effect"), else `indistinguishable`. The tuned model's
+own curve over the same grid (`tuned_curve`, point estimates with the excess at each temperature) shows where a
+tail remains to compare. Alarm
 rates under the null (base against itself on split halves) and power against a lock-only sharpening are measured
 in `calibration` (tests/evaluation/mechanism/).
 """
@@ -31,6 +35,8 @@ from .distributions import Distributions
 from .quantities import FORK, LOCK, Truncation, decode, entropy, plausible, tail
 
 BEYOND, INDISTINGUISHABLE, INSIDE, OUT_OF_RANGE = "beyond", "indistinguishable", "inside", "out_of_range"
+NO_TAIL = "no_tail"  # the truncation leaves no lock tail on either side at the compared decodings: nothing to beat
+TAIL_FLOOR = 1e-12
 
 
 @dataclass
@@ -134,6 +140,28 @@ def frontier_test(front: Distributions, front_classes: np.ndarray, point: Distri
     out["excess"] = {"estimate": est, "ci_low": lo, "ci_high": hi, "matched_temperature": matched,
                      "resamples_off_grid": int(boot.size - finite.size)}
     out["reading"] = reading(lo, hi, min_excess) if np.isfinite(est) else OUT_OF_RANGE
+    if np.isfinite(est) and means[3 * nt] <= TAIL_FLOOR and means[3 * nt] + est <= TAIL_FLOOR:
+        out["reading"] = NO_TAIL
+        out["note"] = (f"the truncation (top_k={trunc.top_k}, top_p={trunc.top_p}, min_p={trunc.min_p}) leaves no "
+                       f"tail at the locks of either model at T={point_temperature:g} and the base at "
+                       f"T≈{matched:.2f}")
+    out["tuned_curve"] = tuned_curve(point, point_classes, used, temps, means[:nt], means[nt:2 * nt], trunc,
+                                     plausible_p)
+    return out
+
+
+def tuned_curve(point: Distributions, classes: np.ndarray, used: np.ndarray, temps: np.ndarray,
+                front_tail: np.ndarray, front_entropy: np.ndarray, trunc: Truncation, plausible_p: float) -> list:
+    """The tuned model at each temperature of the grid (means over the problems the test used), with its tail
+    excess against the base frontier: point estimates that show where on the grid the two curves part."""
+    out = []
+    for t in temps:
+        s = side(point, classes, float(t), trunc, plausible_p)
+        tail_t, ent_t = float(s.lock_tail[used].mean()), float(s.fork_entropy[used].mean())
+        excess, matched = excess_at(front_entropy, front_tail, temps, ent_t, tail_t)
+        out.append({"temperature": float(t), "lock_tail": tail_t, "fork_entropy": ent_t,
+                    "excess": None if not np.isfinite(excess) else excess,
+                    "matched_temperature": None if not np.isfinite(matched) else matched})
     return out
 
 

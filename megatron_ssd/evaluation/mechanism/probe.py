@@ -18,7 +18,8 @@ import numpy as np
 
 from .distributions import Distributions
 from .extract import Selection, TeacherForced, exact_distributions, sequences_from_folders, vllm_distributions
-from .frontier import BEYOND, INDISTINGUISHABLE, INSIDE, frontier_test, null_check, paired_deltas, per_problem_mean
+from .frontier import (BEYOND, INDISTINGUISHABLE, INSIDE, NO_TAIL, TAIL_FLOOR, frontier_test, null_check,
+                       paired_deltas, per_problem_mean)
 from .quantities import CLASS_NAMES, FORK, LOCK, Thresholds, Truncation, classify, decode_is_exact, raw_quantities
 
 SCHEMA_VERSION = 1
@@ -35,7 +36,7 @@ def probe(base: Distributions, tuned: Distributions, *, m: Any, trunc: Truncatio
     classes = classify(base, t)
     kwargs = dict(temperatures=list(m.temperatures), trunc=trunc, plausible_p=t.plausible_p,
                   min_excess=m.min_excess, ci_level=ci_level, samples=samples, seed=m.seed)
-    extra = {"base (T=1)": 1.0}
+    extra = {"base": 1.0}
     if decode_only_temperature is not None:
         extra["decode-only"] = float(decode_only_temperature)
     test = frontier_test(base, classes, tuned, classes, point_temperature=m.tuned_temperature, extra_points=extra,
@@ -96,21 +97,26 @@ def _examples(base: Distributions, tuned: Distributions, classes: np.ndarray, se
     text = token_text or (lambda i: f"<{i}>")
     pb, pt = np.exp(base.logp), np.exp(tuned.logp)
     lock, fork = np.flatnonzero(classes == LOCK), np.flatnonzero(classes == FORK)
-    picks = {"lock": lock[np.argsort(-((1 - pb[lock, 0]) - (1 - pt[lock, 0])), kind="stable")][:count],
-             "fork": fork[np.argsort(-base.entropy_low[fork], kind="stable")][:count]}
+    picks = {"lock": lock[np.argsort(-((1 - pb[lock, 0]) - (1 - pt[lock, 0])), kind="stable")],
+             "fork": fork[np.argsort(-base.entropy_low[fork], kind="stable")]}
 
     def top(p, ids, i):
         return [[text(int(ids[i, j])), round(float(p[i, j]), 4)] for j in range(min(3, p.shape[1]))]
 
     out = {}
     for name, rows in picks.items():
-        out[name] = []
+        out[name], seen = [], set()
         for i in rows:
             s = seqs[int(base.sequence[i])]
             ctx = s.ids[max(0, int(base.position[i]) - 12): int(base.position[i])]
+            if tuple(ctx) in seen:  # two samples of one prompt often open alike: show distinct contexts
+                continue
+            seen.add(tuple(ctx))
             out[name].append({"problem_id": s.problem_id, "source": s.source, "sample_idx": s.sample_idx,
                               "context": "".join(text(c) for c in ctx), "base_top": top(pb, base.ids, i),
                               "tuned_top": top(pt, tuned.ids, i)})
+            if len(out[name]) == count:
+                break
     return out
 
 
@@ -121,8 +127,8 @@ def sentence(test: Mapping[str, Any], ci_level: float) -> str:
     if reading in (BEYOND, INSIDE, INDISTINGUISHABLE):
         front_tail = test["point"]["lock_tail"]["estimate"] + x["estimate"]
         facts = (f"at the fork entropy the base reaches at T≈{x['matched_temperature']:.2f}, SSD's lock tail is "
-                 f"{test['point']['lock_tail']['estimate']:.4f} vs the base's {front_tail:.4f} (tail excess "
-                 f"{x['estimate']:+.4f}, {level} CI [{x['ci_low']:+.4f}, {x['ci_high']:+.4f}], "
+                 f"{test['point']['lock_tail']['estimate']:.5f} vs the base's {front_tail:.5f} (tail excess "
+                 f"{x['estimate']:+.5f}, {level} CI [{x['ci_low']:+.5f}, {x['ci_high']:+.5f}], "
                  f"{test['problems_used']} problems)")
         if reading == BEYOND:
             return f"SSD moves off the temperature frontier: {facts}; no temperature of the base does that."
@@ -130,8 +136,23 @@ def sentence(test: Mapping[str, Any], ci_level: float) -> str:
             return f"SSD is worse than a temperature change: {facts}."
         return (f"SSD's change is indistinguishable from a temperature change: {facts}; the interval does not clear "
                 f"±{test['min_excess']:g}.")
+    if reading == NO_TAIL:
+        return (f"SSD's point cannot be told from a temperature change at this decoding: {test.get('note')}, so "
+                f"there is no distractor tail to compare ({_curve_summary(test)}).")
     return ("SSD's point cannot be placed against the temperature frontier: "
             f"{test.get('note') or 'its fork entropy lies outside the grid of eval.mechanism.temperatures'}.")
+
+
+def _curve_summary(test: Mapping[str, Any]) -> str:
+    """Where along the grid the tuned curve has a tail to compare, and its largest excess there (no interval)."""
+    rows = [r for r in test.get("tuned_curve") or [] if r["excess"] is not None  # a tail on either side
+            and max(r["lock_tail"], r["lock_tail"] + r["excess"]) > TAIL_FLOOR]
+    if not rows:
+        return "nor at any temperature of the grid"
+    best = max(rows, key=lambda r: abs(r["excess"]))
+    return (f"where a tail remains, T = {rows[0]['temperature']:g}…{rows[-1]['temperature']:g}, SSD's curve's "
+            f"largest tail excess is {best['excess']:+.5f} at T = {best['temperature']:g}, a point estimate: rerun with "
+            f"eval.mechanism.tuned_temperature in that range for its interval")
 
 
 def run_probe(base_model: str | Path, tuned_model: str | Path, sample_folders: Mapping[str, Path], *, m: Any,

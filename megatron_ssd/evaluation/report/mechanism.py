@@ -46,7 +46,7 @@ def mechanism_section(doc: Doc, data: RunData, metrics: dict[str, Any]) -> None:
           f"truncation (top_k={tr.get('top_k')}, top_p={tr.get('top_p')}, min_p={tr.get('min_p')}); SSD at "
           f"T = {s.get('tuned_temperature')} with the same truncation. Distributions: "
           f"{'exact over the full vocabulary' if record.get('exact') else 'top-' + str(s.get('top_k_kept')) + ' (entropy bounded)'}"
-          f" ({s.get('backend', '?')}); subsample {s.get('subsample')}.")
+          f" ({s.get('backend', '?')}); {_subsample(s.get('subsample') or {})}.")
     rows = []
     for key, name in RAW_ROWS:
         r = (record.get("raw") or {}).get(key) or {}
@@ -54,16 +54,16 @@ def mechanism_section(doc: Doc, data: RunData, metrics: dict[str, Any]) -> None:
             rows.append([name, "—", "—", "—", "—", str(r.get("problems", 0))])
             continue
         metrics[f"mechanism/{key}/delta"] = r["delta"]
-        rows.append([name, f"{r['base']:.4f}", f"{r['tuned']:.4f}", f"{r['delta']:+.4f}",
-                     f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]", str(r["problems"])])
+        rows.append([name, f"{r['base']:.5f}", f"{r['tuned']:.5f}", f"{r['delta']:+.5f}",
+                     f"[{r['ci_low']:+.5f}, {r['ci_high']:+.5f}]", str(r["problems"])])
     doc.table(["at temperature 1, no truncation", "base", "SSD", "Δ", f"{100 * s.get('ci_level', 0.95):g}% CI",
                "problems"], rows)
     null = record.get("null_check") or {}
     nx = null.get("excess") or {}
     agree = (record.get("raw") or {}).get("lock_top1_agreement")
     doc.ul([f"null check (the base against itself, frontier from even-numbered samples, its T = 1 point from the "
-            f"odd ones): **{null.get('reading')}**" + (f", tail excess {nx['estimate']:+.4f} [{nx['ci_low']:+.4f}, "
-                                                        f"{nx['ci_high']:+.4f}]" if nx.get("ci_low") is not None
+            f"odd ones): **{null.get('reading')}**" + (f", tail excess {nx['estimate']:+.5f} [{nx['ci_low']:+.5f}, "
+                                                        f"{nx['ci_high']:+.5f}]" if nx.get("ci_low") is not None
                                                         else ""),
             f"SSD keeps the base's top-1 token at {100 * agree:.1f}% of locks" if agree is not None else
             "top-1 agreement at locks: not measured",
@@ -72,6 +72,17 @@ def mechanism_section(doc: Doc, data: RunData, metrics: dict[str, Any]) -> None:
     ex_rows = [[kind, f"`{_clip(e['context'])}`", _tops(e["base_top"]), _tops(e["tuned_top"])]
                for kind in ("lock", "fork") for e in examples.get(kind, [])]
     doc.table(["class", "context (last tokens)", "base top-3", "SSD top-3"], ex_rows)
+
+
+def _subsample(sub: dict) -> str:
+    """The declared subsample in words (0 = all)."""
+    def part(key, unit, all_text):
+        n = sub.get(key) or 0
+        return f"{n} {unit}" if n else all_text
+    return (f"subsample: {part('max_problems', 'problems', 'all common problems')}"
+            f"{' (seed ' + str(sub.get('seed', 0)) + ')' if sub.get('max_problems') else ''}, "
+            f"{part('max_samples_per_problem', 'sample(s) per problem and model', 'every sample')}, "
+            f"{part('max_completion_tokens', 'first completion tokens each', 'whole completions')}")
 
 
 def _clip(text: str, width: int = 40) -> str:
@@ -84,29 +95,55 @@ def _tops(top: list) -> str:
 
 
 def frontier_plot(test: Mapping[str, Any]) -> bytes | None:
-    """Lock tail against fork entropy: the base's frontier over temperatures, SSD's point with its intervals, and
-    the named base points (decode-only arm, T = 1) on the curve; None without a frontier."""
+    """Lock tail against fork entropy: the base's frontier over temperatures, the named base points (decode-only
+    arm, T = 1) on it and SSD's point with its intervals; on the left the whole grid, on the right around SSD's
+    point (its change is often small next to the grid's span). None without a frontier."""
     front = test.get("frontier") or []
     if not front:
         return None
-    fig, ax = plt.subplots(figsize=(6, 4))
+    point = test.get("point")
+    fig, axes = plt.subplots(1, 2 if point else 1, figsize=(10 if point else 6, 4), squeeze=False)
+    for ax, zoom in zip(axes[0], (False, True)):
+        _frontier_axes(ax, test, front, point, zoom)
+    fig.suptitle(f"temperature frontier of the base; reading: {test.get('reading')}", fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _frontier_axes(ax, test: Mapping[str, Any], front: list, point: Mapping[str, Any] | None, zoom: bool) -> None:
     x = [f["fork_entropy"] for f in front]
     y = [f["lock_tail"] for f in front]
-    ax.plot(x, y, "-", color=COLORS["base"], label="base at T (training truncation)")
-    for f in front[:: max(1, len(front) // 6)]:
-        ax.annotate(f"T={f['temperature']:g}", (f["fork_entropy"], f["lock_tail"]), fontsize=7, alpha=0.7)
+    ax.plot(x, y, ".-" if zoom else "-", color=COLORS["base"], label="base at T (training truncation)")
+    if point and zoom:
+        e, t = point["fork_entropy"], point["lock_tail"]
+        # a window around the point and its interval, with room to see the curve's slope
+        half_x = max(3 * (e["ci_high"] - e["ci_low"]), 0.15)
+        lo_x, hi_x = e["estimate"] - half_x, e["estimate"] + half_x
+        near = [yy for xx, yy in zip(x, y) if lo_x <= xx <= hi_x] + [t["ci_low"], t["ci_high"]]
+        pad = 0.1 * (max(near) - min(near)) or 1e-3
+        ax.set_xlim(lo_x, hi_x)
+        ax.set_ylim(min(near) - pad, max(near) + pad)
+    for f in front[::2] if zoom else front[:: max(1, len(front) // 6)]:
+        if not zoom or (ax.get_xlim()[0] <= f["fork_entropy"] <= ax.get_xlim()[1]):
+            ax.annotate(f"T={f['temperature']:g}", (f["fork_entropy"], f["lock_tail"]), fontsize=7, alpha=0.7,
+                        annotation_clip=True)
+    curve = [c for c in test.get("tuned_curve") or [] if c["fork_entropy"] == c["fork_entropy"]]
+    if curve:
+        ax.plot([c["fork_entropy"] for c in curve], [c["lock_tail"] for c in curve], "--", color=COLORS["ssd"],
+                alpha=0.7, label="ssd at T (same truncation)")
     for name, f in (test.get("extra_points") or {}).items():
         ax.plot([f["fork_entropy"]], [f["lock_tail"]], "s", color=COLORS.get(name, "#8172b2"),
                 label=f"{name} (T={f['temperature']:g})")
-    point = test.get("point")
     if point:
         e, t = point["fork_entropy"], point["lock_tail"]
-        ax.errorbar([e["estimate"]], [t["estimate"]], xerr=[[e["estimate"] - e["ci_low"]], [e["ci_high"] - e["estimate"]]],
+        ax.errorbar([e["estimate"]], [t["estimate"]],
+                    xerr=[[e["estimate"] - e["ci_low"]], [e["ci_high"] - e["estimate"]]],
                     yerr=[[t["estimate"] - t["ci_low"]], [t["ci_high"] - t["estimate"]]], fmt="o", capsize=3,
-                    color=COLORS["ssd"], label=f"ssd (T={point['temperature']:g})")
+                    color=COLORS["ssd"],
+                    label=f"ssd (T={point['temperature']:g}), {100 * test.get('ci_level', 0.95):g}% CI")
     ax.set_xlabel("fork entropy (nats, mean over problems)")
     ax.set_ylabel("lock tail 1 − p(top-1)")
-    ax.set_title(f"temperature frontier; reading: {test.get('reading')}", fontsize=9)
+    ax.set_title("around SSD's point" if zoom else "whole grid", fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    return _png(fig)
+    if not zoom:
+        ax.legend(fontsize=7)
