@@ -84,7 +84,12 @@ def collect(run_dir: Path) -> dict:
         }
     train = json.loads((run_dir / "train" / ".done").read_text())["summary"] if (run_dir / "train" / ".done").exists() else {}
     verdict = json.loads((run_dir / "diagnose" / "verdict.json").read_text()).get("verdict")
-    return {"stages_s": stages, "eval_labels": labels, "sampled": generated(run_dir / "samples"),
+    mechanism_path = run_dir / "eval" / "mechanism.json"  # eval.mechanism: part of the evaluate stage's seconds
+    mech = json.loads(mechanism_path.read_text()) if mechanism_path.exists() else None
+    return {"stages_s": stages,
+            "mechanism": None if mech is None else {"seconds": mech["timing"], "reading": mech["frontier_test"]["reading"],
+                                                   "tail_excess": (mech["frontier_test"].get("excess") or {}),
+                                                   "positions": mech["positions"]["total"]}, "eval_labels": labels, "sampled": generated(run_dir / "samples"),
             "train": {k: train.get(k) for k in ("iterations", "tokens_per_s", "packed_bins", "final_loss", "seconds",
                                                 "base_conversion_reused") if k in train},
             "verdict": verdict}
@@ -134,6 +139,9 @@ def main() -> None:
         table.add_row(name, f"{seconds:.1f}", f"{100 * seconds / wall:.0f}%")
     table.add_row("[bold]total[/]", f"[bold]{wall:.1f}[/]", f"target <= {TARGET_S:.0f} s")
     table.add_row("no-op rerun", f"{rerun_wall:.1f}", "")
+    if result.get("mechanism"):
+        table.add_row("  of evaluate: locks and forks", f"{result['mechanism']['seconds']['total_s']:.1f}",
+                      result["mechanism"]["reading"])
     console.print(table)
     labels = Table(title="eval labels: generated tokens and pass@k (%) [95% CI]")
     for col in ("label", "T", "samples", "tokens", "pass@k"):
@@ -152,7 +160,7 @@ def main() -> None:
         "target_s": TARGET_S, "within_target": wall <= TARGET_S, "median_of": len(repeats),
         "repeats_wall_s": [r["wall_s"] for r in repeats], "base_eval_cache": "cold (own runs_root per repeat)",
         **{k: v for k, v in result.items() if k not in ("wall_s", "rerun_s", "rerun_rc", "startup_s")},
-        "repeats": [{k: r[k] for k in ("wall_s", "startup_s", "stages_s", "train")} for r in repeats],
+        "repeats": [{k: r[k] for k in ("wall_s", "startup_s", "stages_s", "train", "mechanism")} for r in repeats],
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -50,6 +50,17 @@ def test_two_point_sweep_summary_then_noop_rerun(embedded_sweep):
         assert override["forced"] and override["overrode_verdict"] == verdict["verdict"]
         assert "TRAINING FORCED" in first_point
     assert (run_dir / "report" / "report.md").exists() and (run_dir / "report" / "report.html").exists()
+    # Locks and forks (eval.mechanism, on in the embedded default): both models teacher-forced, exactly
+    mechanism = json.loads((run_dir / "eval" / "mechanism.json").read_text())
+    assert mechanism["exact"] and mechanism["problems"] == 4 and mechanism["settings"]["sequences"] == 8
+    assert mechanism["frontier_test"]["reading"] in ("beyond", "indistinguishable", "inside", "out_of_range",
+                                                     "no_tail")
+    assert mechanism["positions"]["total"] == sum(mechanism["positions"][c] for c in ("lock", "fork", "other"))
+    assert f"locks and forks: {mechanism['sentence'][:60]}" in " ".join(first_point.split())
+    report_md = (run_dir / "report" / "report.md").read_text()
+    assert "## Locks and forks" in report_md and mechanism["sentence"] in report_md
+    if mechanism["frontier_test"].get("frontier"):
+        assert (run_dir / "report" / "plots" / "mechanism_frontier.png").read_bytes()[:4] == b"\x89PNG"
     assert list((run_dir / "export" / "hf").glob("iter_*/model*.safetensors"))
     assert "SSD result" in first_point and "decode-only" in first_point and "SSD result" in second_point
 
@@ -79,3 +90,7 @@ def test_decode_only_arm_skips_training(tmp_path):
     assert not (tmp_path / "run" / "train").exists()
     assert (tmp_path / "run" / "eval" / "base_T1.2" / "summary.json").exists()
     assert "SSD result" in out.stderr
+    # no SSD model, no mechanism probe: the report says how to run it
+    assert not (tmp_path / "run" / "eval" / "mechanism.json").exists()
+    assert "not run (eval.mechanism.enabled is off, or there is no SSD model" in \
+        (tmp_path / "run" / "report" / "report.md").read_text()
