@@ -9,8 +9,9 @@ the TorchFunctionMode is entered on the calling thread only (torch keeps mode st
 from the thread that runs the model.
 
 Also needed on CPU, but a matter of configuration rather than patching: `TransformerConfig(
-use_cpu_initialization=True)` and the local layer spec (`megatron_ssd.models.provider` does both), no
-sequence parallelism (needs TE/Apex), and gloo as the process-group backend.
+use_cpu_initialization=True)` and the local layer spec (`megatron_ssd.models.provider` does both), its norms
+from `cpu_sp_norm` under sequence parallelism (Megatron's torch norm refuses it; TE/Apex are GPU-only), and gloo as
+the process-group backend.
 """
 from __future__ import annotations
 
