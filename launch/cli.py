@@ -37,7 +37,7 @@ from megatron_ssd.rundir import RunDir
 
 from .console import attach_to_terminal
 from . import rehearsal
-from .overrides import check_overrides, is_override
+from .overrides import check_overrides, is_override, override_key
 from .results_table import final_panel, stopped_panel
 from .runner import chain_complete, gate_stop, outcome_table, run_chain, run_stage
 from .stages import STAGE_NAMES
@@ -61,14 +61,10 @@ SUBCOMMANDS = {
 VERBOSE_FLAGS = ("-v", "--verbose")
 
 
-def _override_key(override: str) -> str:
-    return override.lstrip("+~").split("=", 1)[0]
-
-
 def resolve_config(cfg: DictConfig, task_overrides: list[str]) -> SSDConfig:
     """Validate the composed config; reopening an existing run with no semantic overrides uses its stored config."""
     composed = validate(cfg, STAGE_NAMES)
-    semantic = [o for o in task_overrides if _override_key(o) not in OPERATIONAL_KEYS]
+    semantic = [o for o in task_overrides if override_key(o) not in OPERATIONAL_KEYS]
     if composed.run_dir and not semantic:
         run = RunDir(composed.run_dir)
         if run.read_manifest() is not None:
@@ -126,7 +122,7 @@ def hydra_task(cfg: DictConfig) -> None:
     try:
         overrides = list(HydraConfig.get().overrides.task)
         # rehearsal=true: the preset rewritten into its CPU rehearsal, its files written (launch/rehearsal.py)
-        changes = rehearsal.prepare(cfg, {_override_key(o) for o in overrides})
+        changes = rehearsal.prepare(cfg, {override_key(o) for o in overrides})
         if changes:
             console.print(f"[bold yellow]REHEARSAL[/] of {cfg.experiment.removesuffix('-rehearsal')}: "
                           f"{len(changes)} values changed (manifest.json \"rehearsal\"); not a result.")

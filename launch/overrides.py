@@ -62,6 +62,11 @@ def is_override(arg: str) -> bool:
     return "=" in arg and not arg.startswith("-")
 
 
+def override_key(override: str) -> str:
+    """The key an override sets (`+a.b=1`, `~a.b` -> `a.b`)."""
+    return override.lstrip("+~").split("=", 1)[0]
+
+
 def check_overrides(args: list[str]) -> None:
     """Raise `ConfigError` for the first override whose key the schema lacks. Hydra's own keys (`hydra.*`), group
     choices (`hydra/launcher=...`, `model@pkg=...`), deletions and flags are left to Hydra, as is a syntax error."""

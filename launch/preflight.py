@@ -8,7 +8,9 @@ The config is composed from the same presets and overrides as `ssd run` (Hydra's
 Rows (launch/preflight_checks.py): the config, the model folder and tokenizer, the datasets' first rows, the
 parallel layout against the model, the software stack against the tested matrix (benchmarks/gpu/README.md), GPU
 memory per rank against the estimate (training/memory.py), disk for the checkpoints, and a short NCCL all-reduce
-over the allocation (under Slurm; `--dry-run` prints its command instead).
+over the allocation (under Slurm; `--dry-run` prints its command instead). With `rehearsal=true` the config is the
+preset's CPU rehearsal, rewritten (and its tiny model and data fixtures written) as `ssd run` does, and a first
+"rehearsal" row says so.
 
 Exit status: 0 when no row failed ("warn" rows and rows not checked here, e.g. "no CUDA device" on a CPU machine,
 do not fail); 1 when a row failed, or, with `--strict`, when a row could not be checked either (what a GPU node
@@ -30,8 +32,9 @@ from megatron_ssd.errors import ConfigError, SSDError
 from megatron_ssd.training import environment
 
 from . import preflight_checks as checks
+from . import rehearsal
 from .cli import EXIT_USER_ERROR, resolve_config
-from .overrides import check_overrides, is_override
+from .overrides import check_overrides, is_override, override_key
 
 STYLE = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[bold red]FAIL[/]", "skip": "[dim]not checked[/]"}
 
@@ -46,6 +49,8 @@ def run_checks(overrides: list[str], *, dry_run: bool = False, env: dict[str, st
                found: dict | None = None) -> list[checks.Row]:
     """Every row for `ssd run <overrides>`. `found` (environment.probe()) and `env` are for tests."""
     composed = compose_config(overrides)
+    # rehearsal=true: the same rewrite (and files) as `ssd run`, so the rows are the rehearsal's, and say so
+    changes = rehearsal.prepare(composed, {override_key(o) for o in overrides})
     try:
         cfg = resolve_config(composed, overrides)
         rows = [checks.Row("config", "ok", f"experiment {cfg.experiment}, arm {cfg.arm}: composes and validates "
@@ -53,6 +58,10 @@ def run_checks(overrides: list[str], *, dry_run: bool = False, env: dict[str, st
     except ConfigError as exc:
         cfg = to_object(composed)
         rows = [checks.Row("config", "fail", str(exc).replace("\n  - ", " | "))]
+    if changes:
+        rows.insert(0, checks.Row("rehearsal", "warn", f"REHEARSAL of {cfg.experiment.removesuffix('-rehearsal')}: "
+                                  f"{len(changes)} values changed (e.g. {', '.join(c.key for c in changes[:4])}); "
+                                  "the rows below check the rehearsal, not the preset"))
     found = environment.probe() if found is None else found
     model, info = checks.model_rows(cfg)
     layout_row, layout = checks.layout_of(cfg, info)

@@ -260,3 +260,20 @@ def test_ssd_preflight_is_an_ssd_subcommand():
     proc = subprocess.run([sys.executable, "-m", "megatron_ssd.launch.cli", "preflight", "--help"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "--strict" in proc.stdout
+
+
+def test_a_rehearsal_is_checked_as_ssd_run_would_run_it(tmp_path, monkeypatch):
+    """`rehearsal=true` rewrites the preset as `ssd run` does (the tiny model and fixtures written), and the first
+    row says the table is the rehearsal's."""
+    monkeypatch.setenv("MEGATRON_SSD_CACHE", str(tmp_path / "cache"))
+    rows = preflight.run_checks(["experiment=ssd_qwen3_4b_instruct", "rehearsal=true",
+                                 f"runs_root={tmp_path / 'runs'}"], found=CPU)
+    assert rows[0].check == "rehearsal" and rows[0].status == "warn", rows[0]
+    assert "REHEARSAL of ssd_qwen3_4b_instruct" in rows[0].detail and "model.path" in rows[0].detail
+    by = rows_by_check(rows)
+    assert by["config"].status == "ok", by["config"]
+    assert by["model"].status == "ok" and str(tmp_path / "cache") in by["model"].detail, by["model"]
+    assert not [r for r in rows if r.status == "fail"], rows
+    # without rehearsal=true the same preset has no such row (and no model here: it fails on the hub id)
+    plain = preflight.run_checks(["experiment=ssd_qwen3_4b_instruct", f"runs_root={tmp_path / 'runs'}"], found=CPU)
+    assert "rehearsal" not in rows_by_check(plain)
