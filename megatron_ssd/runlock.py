@@ -211,7 +211,7 @@ def _take_over(path: Path, lock_fd: int, ended: dict[int, str]) -> None:
 
 def _say(fmt: str, *args: Any) -> None:
     """A takeover's report, a warning the user must see: logged, and written to stderr where logging would drop
-    it (`ssd` runs under Hydra's `job_logging: disabled`, which disables every logger that existed before it)."""
+    it (no handler, or a logging config that disabled this logger or raised its level)."""
     if log.disabled or not log.isEnabledFor(logging.WARNING) or not log.hasHandlers():
         print(fmt % args, file=sys.stderr, flush=True)
     else:

@@ -1,7 +1,8 @@
 """The quiet console (launch/console.py): a stage's library output (fds 1/2, warnings, logging, child processes)
 goes to <run>/logs/<stage>.log; the terminal keeps the rule, the stage's own console lines and its summary line; a
-failing stage shows the log's tail and path; verbose=true shows everything live. Each case runs a stub stage in a
-fresh interpreter, because the redirection is of the process's real file descriptors."""
+failing stage shows the log's tail and path; verbose=true shows everything live; megatron_ssd's own log records
+survive Hydra's logging set-up (they reach the stage's log). Each case runs a stub stage in a fresh interpreter,
+because the redirection is of the process's real file descriptors."""
 from __future__ import annotations
 
 import subprocess
@@ -18,6 +19,7 @@ STUB = textwrap.dedent('''
     from megatron_ssd.launch import runner
     from megatron_ssd.launch.console import attach_to_terminal
     from megatron_ssd.rundir import RunDir
+    from megatron_ssd.data import mix  # its module logger exists before Hydra configures logging, as in `ssd run`
 
     run_dir, mode = sys.argv[1], sys.argv[2]
 
@@ -27,6 +29,7 @@ STUB = textwrap.dedent('''
         os.write(2, b"LIB-FD2 from C code\\n")
         warnings.warn("LIB-WARNING deprecated thing")
         logging.getLogger("vllm.engine").warning("LIB-LOGGING engine record")
+        mix.log.warning("SSD-LOGGING a warning of megatron_ssd's own")
         subprocess.run([sys.executable, "-c", "import sys; print('CHILD-OUT'); print('CHILD-ERR', file=sys.stderr)"],
                        check=True)
         ctx.console.print("STAGE-CONSOLE line")
@@ -36,6 +39,14 @@ STUB = textwrap.dedent('''
 
     console = Console(stderr=True, width=200)
     attach_to_terminal(console)
+    # what Hydra does next in `ssd run`: the app's hydra.job_logging (hydra_conf/hydra/job_logging/ssd.yaml)
+    from hydra import compose, initialize_config_module
+    from hydra.core.utils import configure_log
+    from megatron_ssd.config.schema import register
+    register()
+    with initialize_config_module(config_module="megatron_ssd.hydra_conf", version_base="1.3"):
+        hydra_cfg = compose(config_name="config", return_hydra_config=True).hydra
+    configure_log(hydra_cfg.job_logging, hydra_cfg.verbose)
     runner.STAGES = {"prompts": types.SimpleNamespace(description="noisy stub", load=lambda: types.SimpleNamespace(run=noisy))}
     runner.release_engines = lambda: None
     cfg = replace(SSDConfig(), run_dir=run_dir, verbose=(mode == "verbose"))
@@ -43,7 +54,8 @@ STUB = textwrap.dedent('''
     runner.run_stage("prompts", cfg, run, console)
     print("AFTER-STAGE stdout is the terminal again")
 ''')
-LIBRARY_LINES = ("LIB-PRINT", "LIB-FD1", "LIB-FD2", "LIB-WARNING", "LIB-LOGGING", "CHILD-OUT", "CHILD-ERR")
+LIBRARY_LINES = ("LIB-PRINT", "LIB-FD1", "LIB-FD2", "LIB-WARNING", "LIB-LOGGING", "SSD-LOGGING", "CHILD-OUT",
+                 "CHILD-ERR")
 
 
 def run_stub(tmp_path, mode):
