@@ -41,11 +41,12 @@ VENV_BIN = Path(sys.executable).parent
 SSD = str(VENV_BIN / "ssd")
 T_TRAIN = 1.1
 # cpu_default scaled down to what the checks need: 4 training prompts (their ~150-240-token samples pack into 4 bins
-# of 256 tokens, 2 per step), 2 steps (the preemption lands after step 1), 4 eval problems with one sample each.
+# of 256 tokens, 2 per step), 2 steps (the preemption lands after step 1), 4 eval problems with one sample each;
+# no locks-and-forks probe (tests/integration/test_pipeline.py covers it).
 CHAIN = ["data.max_train_prompts=4", "data.max_eval_problems=4", "sample.max_tokens=32", "eval.max_tokens=32",
          "eval.n=1", "eval.k=[1]", "eval.selection_diagnostic=false", "eval.temperature_sweep=[]",
          "train.seq_length=256", "train.train_iters=2", "train.global_batch_size=2", "sample.enforce_eager=true",
-         "cluster.wandb_mode=offline"]
+         "cluster.wandb_mode=offline", "eval.mechanism.enabled=false"]
 STAGES = ("prompts", "diagnose", "sample", "pack", "train", "export", "evaluate", "report")
 JOB_TIMEOUT_S = 900
 # Reasons a PENDING job shows while it is held rather than waiting for its begin time or resources.

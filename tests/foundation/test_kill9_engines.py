@@ -34,7 +34,8 @@ TINY = ["data.max_train_prompts=4", "data.max_eval_problems=2", "sample.max_toke
         "eval.n=2", "eval.k=[1,2]", "eval.temperature_sweep=[]", "sample.num_shards=4",
         "sample.max_inflight_requests=1", "train.seq_length=256", "train.train_iters=1",
         "train.global_batch_size=2", "sample.enforce_eager=true", "model.max_model_len=1024",
-        "sample.cpu_kvcache_gib=1", "cluster.wandb_mode=offline"]
+        "sample.cpu_kvcache_gib=1", "cluster.wandb_mode=offline",
+        "eval.mechanism.enabled=false"]  # the locks-and-forks probe starts no engine: tests/integration covers it
 GONE_S = 10.0  # the issue's bound: a killed run's processes are gone this long after the kill
 WAIT_S = 600  # a hang guard for a stage to start or a run to finish, never a performance bound
 
