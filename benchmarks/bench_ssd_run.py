@@ -30,6 +30,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from megatron_ssd.rundir import RunDir
+
 from machine_info import machine_info, package_versions, utc_now
 
 TARGET_S = 450.0  # issue #15: median of two runs on 2 cores, warm install, new run directory
@@ -84,12 +86,12 @@ def collect(run_dir: Path) -> dict:
         }
     train = json.loads((run_dir / "train" / ".done").read_text())["summary"] if (run_dir / "train" / ".done").exists() else {}
     verdict = json.loads((run_dir / "diagnose" / "verdict.json").read_text()).get("verdict")
-    mechanism_path = run_dir / "eval" / "mechanism.json"  # eval.mechanism: part of the evaluate stage's seconds
-    mech = json.loads(mechanism_path.read_text()) if mechanism_path.exists() else None
-    return {"stages_s": stages,
-            "mechanism": None if mech is None else {"seconds": mech["timing"], "reading": mech["frontier_test"]["reading"],
-                                                   "tail_excess": (mech["frontier_test"].get("excess") or {}),
-                                                   "positions": mech["positions"]["total"]}, "eval_labels": labels, "sampled": generated(run_dir / "samples"),
+    mech = RunDir(run_dir).mechanism()  # eval.mechanism: part of the evaluate stage's seconds
+    mechanism = None if mech is None else {
+        "seconds": mech["timing"], "reading": mech["frontier_test"]["reading"],
+        "tail_excess": mech["frontier_test"].get("excess") or {}, "positions": mech["positions"]["total"]}
+    return {"stages_s": stages, "mechanism": mechanism, "eval_labels": labels,
+            "sampled": generated(run_dir / "samples"),
             "train": {k: train.get(k) for k in ("iterations", "tokens_per_s", "packed_bins", "final_loss", "seconds",
                                                 "base_conversion_reused") if k in train},
             "verdict": verdict}

@@ -122,12 +122,13 @@ def mechanism(opts: MechanismOptions, console: Console) -> int:
     engines = []
 
     def load_engine(path):
-        from megatron_ssd.generation.engine import EngineOptions, VLLMEngine  # why: vLLM, only for --backend vllm
+        from megatron_ssd.generation import engine as vllm_engine  # why: vLLM, only for --backend vllm
 
         while engines:
             engines.pop().shutdown()
-        engines.append(VLLMEngine(path, EngineOptions(dtype=opts.dtype, seed=opts.seed, enforce_eager=True,
-                                                     max_logprobs=max(20, opts.top_k))))
+        options = vllm_engine.EngineOptions(dtype=opts.dtype, seed=opts.seed, enforce_eager=True,
+                                            max_logprobs=vllm_engine.logprobs_cap(opts.top_k))
+        engines.append(vllm_engine.VLLMEngine(path, options))
         return engines[-1]
 
     try:

@@ -71,6 +71,14 @@ class Request:
         return f"{self.job}\x1f{self.prompt_id}\x1f{self.sample_idx}"
 
 
+VLLM_DEFAULT_MAX_LOGPROBS = 20  # vLLM's own default engine `max_logprobs`
+
+
+def logprobs_cap(top_k: int) -> int:
+    """The engine `max_logprobs` that lets a request ask for `top_k` log-probabilities (never below vLLM's default)."""
+    return max(VLLM_DEFAULT_MAX_LOGPROBS, int(top_k))
+
+
 @dataclass(frozen=True)
 class EngineOptions:
     dtype: str = "bfloat16"
@@ -82,9 +90,9 @@ class EngineOptions:
     cpu_threads_bind: str = "all"
     enforce_eager: bool = False
     batch_invariant: bool = False
-    # Log-probabilities a request may ask for (vLLM refuses more; its default is 20). The mechanism probe's vLLM
-    # path asks for eval.mechanism.top_k prompt log-probabilities per position.
-    max_logprobs: int = 20
+    # Log-probabilities a request may ask for (vLLM refuses more). The mechanism probe's vLLM path asks for
+    # eval.mechanism.top_k prompt log-probabilities per position (`logprobs_cap`).
+    max_logprobs: int = VLLM_DEFAULT_MAX_LOGPROBS
 
 
 class VLLMEngine:
@@ -234,7 +242,7 @@ def max_logprobs(cfg: Any) -> int:
     """vLLM's default 20, or the mechanism probe's top-k where its vLLM path needs more: one value for every stage of
     a run, so diagnose, sample and evaluate still share one engine."""
     m = cfg.eval.mechanism
-    return max(20, int(m.top_k)) if m.enabled and m.backend == "vllm" else 20
+    return logprobs_cap(m.top_k) if m.enabled and m.backend == "vllm" else VLLM_DEFAULT_MAX_LOGPROBS
 
 
 # One engine per process at a time: `ssd run` executes diagnose, sample and evaluate in one process, and an engine

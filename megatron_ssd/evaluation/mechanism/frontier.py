@@ -19,9 +19,8 @@ Reading (`reading`): `beyond` when the interval's low end clears `min_excess`, `
 removes every lock's tail on both sides there (a top_p below the locks' top-1 probability does that near T = 1: the
 test then has nothing to compare, which is not evidence of "no effect"), else `indistinguishable`. The tuned model's
 own curve over the same grid (`tuned_curve`, point estimates with the excess at each temperature) shows where a
-tail remains to compare. Alarm
-rates under the null (base against itself on split halves) and power against a lock-only sharpening are measured
-in `calibration` (tests/evaluation/mechanism/).
+tail remains to compare. Alarm rates under the null (base against itself on split halves) and power against a
+lock-only sharpening are measured in `calibration` (tests/evaluation/mechanism/).
 """
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ intervals, the split-halves null check and a few examples (docs/MECHANISM.md).
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 from ...rundir import RunDir
@@ -127,7 +128,7 @@ def _frontier_axes(ax, test: Mapping[str, Any], front: list, point: Mapping[str,
         if not zoom or (ax.get_xlim()[0] <= f["fork_entropy"] <= ax.get_xlim()[1]):
             ax.annotate(f"T={f['temperature']:g}", (f["fork_entropy"], f["lock_tail"]), fontsize=7, alpha=0.7,
                         annotation_clip=True)
-    curve = [c for c in test.get("tuned_curve") or [] if c["fork_entropy"] == c["fork_entropy"]]
+    curve = [c for c in test.get("tuned_curve") or [] if math.isfinite(c["fork_entropy"])]
     if curve:
         ax.plot([c["fork_entropy"] for c in curve], [c["lock_tail"] for c in curve], "--", color=COLORS["ssd"],
                 alpha=0.7, label="ssd at T (same truncation)")

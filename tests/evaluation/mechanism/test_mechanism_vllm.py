@@ -11,7 +11,7 @@ import pytest
 from megatron_ssd.evaluation.mechanism.extract import TeacherForced, exact_distributions, vllm_distributions
 from megatron_ssd.evaluation.mechanism.frontier import frontier_test
 from megatron_ssd.evaluation.mechanism.quantities import FORK, LOCK, Thresholds, Truncation, classify
-from megatron_ssd.generation.engine import EngineOptions, VLLMEngine
+from megatron_ssd.generation.engine import EngineOptions, VLLMEngine, logprobs_cap
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 K = 32
@@ -38,7 +38,7 @@ def both(tmp_path_factory):
     seqs = _sequences()
     exact = exact_distributions(base, seqs, K)
     engine = VLLMEngine(base, EngineOptions(dtype="float32", max_model_len=256, cpu_kvcache_gib=1,
-                                            enforce_eager=True, max_logprobs=K))
+                                            enforce_eager=True, max_logprobs=logprobs_cap(K)))
     try:
         approx = vllm_distributions(engine, seqs, K)
     finally:
